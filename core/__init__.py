@@ -1,0 +1,1 @@
+"""Vitrine core: everything that is not UI, importable and testable without Streamlit."""

@@ -1,0 +1,327 @@
+"""Catalog sources (folder [+ CSV], Hugging Face parquet) turned into one list of items.
+
+Nothing here decodes an image: items only locate their bytes (a file path or bytes kept
+in memory), and core/images.py opens them later. Problems with single rows never stop a
+build; they are collected as SkippedRow so the user can see what was left out and why.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any, Iterator, Sequence
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff")
+CAPTION_CANDIDATES = ("caption", "productDisplayName", "title", "name", "description")
+ESCAPES = "path escapes the images folder"
+
+
+class CatalogError(ValueError):
+    """A problem with the whole catalog (missing folder, unreadable file, unknown column)."""
+
+
+@dataclass(frozen=True)
+class CatalogItem:
+    id: str
+    caption: str | None
+    metadata: dict[str, str]
+    image_path: Path | None
+    image_bytes: bytes | None = None
+
+    def read_bytes(self) -> bytes:
+        """The raw (undecoded) image bytes, read lazily so a catalog stays cheap to build."""
+        if self.image_path is not None:
+            return self.image_path.read_bytes()
+        if self.image_bytes is not None:
+            return self.image_bytes
+        raise ValueError(f"catalog item {self.id!r} has no image")
+
+
+@dataclass(frozen=True)
+class SkippedRow:
+    row: str
+    reason: str
+
+
+@dataclass
+class Catalog:
+    name: str
+    source: str
+    items: list[CatalogItem]
+    skipped: list[SkippedRow]
+    images_dir: Path | None = None  # lets fingerprints use paths relative to the folder
+
+    @property
+    def has_captions(self) -> bool:
+        return any(item.caption for item in self.items)
+
+    def metadata_columns(self) -> list[str]:
+        return list(dict.fromkeys(key for item in self.items for key in item.metadata))
+
+    def fingerprint(self) -> str:
+        """Hash of what the vectors depend on (ids, captions, images), so an index built
+        from another version of the catalog can be detected; moving the folder keeps it."""
+        h = hashlib.sha256()
+        for item in self.items:
+            h.update(f"{item.id}\x1f{item.caption or ''}\x1f{_image_identity(item, self.images_dir)}\x1e".encode())
+        return h.hexdigest()
+
+
+def _image_identity(item: CatalogItem, root: Path | None) -> str:
+    if item.image_path is not None:
+        path = item.image_path
+        rel = path.relative_to(root).as_posix() if root and path.is_relative_to(root) else path.name
+        try:
+            st = path.stat()
+            return f"{rel}:{st.st_size}:{st.st_mtime_ns}"
+        except OSError:
+            return f"{rel}:missing"
+    return hashlib.sha256(item.image_bytes or b"").hexdigest()
+
+
+def _text(value: Any) -> str | None:
+    """Cell value -> trimmed string; None for null/NaN/empty; 2012.0 -> '2012'."""
+    if value is None or isinstance(value, (bytes, bytearray, dict, list)):
+        return None
+    if isinstance(value, float):
+        if math.isnan(value):
+            return None
+        if value.is_integer():
+            return str(int(value))
+    text = str(value).strip()
+    return text or None
+
+
+# ---------------------------------------------------------------- folder catalogs
+
+def _scan(root: Path) -> tuple[dict[str, Path], set[str]]:
+    """All image files under root (hidden entries pruned, symlinked folders not followed):
+    relative posix path -> path, plus the relative paths of symlinks leading outside."""
+    files: dict[str, Path] = {}
+    escaping: set[str] = set()
+    resolved_root = root.resolve()
+    stack = [(root, "")]
+    while stack:
+        folder, prefix = stack.pop()
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if entry.name.startswith("."):
+                    continue
+                rel = prefix + entry.name
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append((Path(entry.path), rel + "/"))
+                elif os.path.splitext(entry.name)[1].lower() in IMAGE_EXTENSIONS:
+                    if entry.is_symlink() and not Path(entry.path).resolve().is_relative_to(resolved_root):
+                        escaping.add(rel)
+                    elif entry.is_file():
+                        files[rel] = Path(entry.path)
+    return dict(sorted(files.items())), escaping
+
+
+def _stem_index(rels: Sequence[str]) -> dict[str, str]:
+    """id -> relative path, built once so 100k rows need no glob: the relative path
+    without extension ("shoes/123") wins over a bare stem ("123"); among equal stems
+    .jpg first, then IMAGE_EXTENSIONS order, then path order."""
+    rank = {ext: i for i, ext in enumerate(IMAGE_EXTENSIONS)}
+    bare: dict[str, str] = {}
+    full: dict[str, str] = {}
+    for rel in sorted(rels, key=lambda r: (rank[os.path.splitext(r)[1].lower()], r)):
+        bare.setdefault(PurePosixPath(rel).stem, rel)
+        full.setdefault(os.path.splitext(rel)[0], rel)
+    return {**bare, **full}
+
+
+def _read_csv(path: Path) -> tuple[list[str], Iterator[tuple[int, list[str] | str]]]:
+    """Header and (line number, fields or error message) per record; UTF-8 with or
+    without BOM, delimiter guessed from the header among ',', ';' and tab."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CatalogError(f"cannot read captions file {path}: {exc}") from exc
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = data.decode("latin-1")  # legacy exports; never fails, keeps every byte
+    first = text.split("\n", 1)[0]
+    sep = max((",", ";", "\t"), key=first.count)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep, strict=True)
+    try:
+        header = [h.strip() for h in next(reader)]
+    except (StopIteration, csv.Error) as exc:
+        raise CatalogError(f"captions file {path} has no readable header line") from exc
+
+    def records() -> Iterator[tuple[int, list[str] | str]]:
+        line = reader.line_num
+        while True:
+            start = line + 1
+            try:
+                fields = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                yield start, f"malformed CSV line ({exc})"
+            else:
+                if len(fields) > len(header):
+                    yield start, f"malformed CSV line: {len(fields)} fields, the header has {len(header)}"
+                elif any(f.strip() for f in fields):
+                    yield start, fields + [""] * (len(header) - len(fields))
+            line = reader.line_num
+
+    return header, records()
+
+
+def _column(header: Sequence[str], name: str, what: str, source: Path) -> int:
+    if name not in header:
+        raise CatalogError(f"{what} column {name!r} not found in {source.name}; available columns: {', '.join(header)}")
+    return header.index(name)
+
+
+def from_folder(images_dir: Path, captions_csv: Path | None = None, *, id_column: str = "id",
+                caption_column: str | None = None, filename_column: str | None = None,
+                name: str | None = None) -> Catalog:
+    """A folder of images, optionally described by a CSV (one item per CSV row)."""
+    images_dir = Path(images_dir)
+    if not images_dir.is_dir():
+        raise CatalogError(f"images folder not found: {images_dir}")
+    name = name or images_dir.resolve().name
+    files, escaping = _scan(images_dir)
+    if captions_csv is None:
+        items = [CatalogItem(os.path.splitext(rel)[0], None, {}, path) for rel, path in files.items()]
+        skipped = [SkippedRow(rel, ESCAPES) for rel in sorted(escaping)]
+        return Catalog(name, str(images_dir), items, skipped, images_dir)
+
+    captions_csv = Path(captions_csv)
+    header, records = _read_csv(captions_csv)
+    id_i = _column(header, id_column, "id", captions_csv)
+    if caption_column is None:
+        caption_column = next((c for c in CAPTION_CANDIDATES if c in header), None)
+    cap_i = _column(header, caption_column, "caption", captions_csv) if caption_column else None
+    file_i = _column(header, filename_column, "filename", captions_csv) if filename_column else None
+    meta = [(i, h) for i, h in enumerate(header) if i not in (id_i, cap_i, file_i) and h]
+    stems = _stem_index(list(files) + sorted(escaping))
+    root = images_dir.resolve()
+    items: list[CatalogItem] = []
+    skipped: list[SkippedRow] = []
+    for line, fields in records:
+        where = f"{captions_csv.name} line {line}"
+        if isinstance(fields, str):
+            skipped.append(SkippedRow(where, fields))
+            continue
+        item_id = fields[id_i].strip()
+        if not item_id:
+            skipped.append(SkippedRow(where, "empty id"))
+            continue
+        if file_i is None:
+            rel = stems.get(item_id)
+            if rel is None:
+                skipped.append(SkippedRow(where, f"no image named {item_id!r} in the images folder"))
+                continue
+        else:
+            rel = fields[file_i].strip().replace("\\", "/")
+            if not rel:
+                skipped.append(SkippedRow(where, "empty filename"))
+                continue
+        path, problem = _locate(rel, files, escaping, images_dir, root)
+        if path is None:
+            skipped.append(SkippedRow(where, problem))
+            continue
+        caption = (fields[cap_i].strip() or None) if cap_i is not None else None
+        metadata = {h: fields[i].strip() for i, h in meta if fields[i].strip()}
+        items.append(CatalogItem(item_id, caption, metadata, path))
+    return Catalog(name, f"{images_dir} + {captions_csv}", items, skipped, images_dir)
+
+
+def _locate(rel: str, files: dict[str, Path], escaping: set[str], images_dir: Path,
+            root: Path) -> tuple[Path | None, str]:
+    """A CSV-given relative path -> a file safely inside the images folder, or why not."""
+    if rel in files:  # fast path: found by the scan, already known to be inside
+        return files[rel], ""
+    pure = PurePosixPath(rel)
+    if rel in escaping or pure.is_absolute() or ".." in pure.parts or (len(rel) > 1 and rel[1] == ":"):
+        return None, ESCAPES
+    if pure.suffix.lower() not in IMAGE_EXTENSIONS:
+        return None, f"not an image file ({pure.suffix or 'no extension'}): {rel}"
+    path = images_dir / pure
+    if not path.resolve().is_relative_to(root):  # through a symlinked folder
+        return None, ESCAPES
+    if not path.is_file():
+        return None, f"image file not found: {rel}"
+    return path, ""
+
+
+# ---------------------------------------------------------------- parquet catalogs
+
+def from_parquet(paths: Sequence[Path], *, id_column: str = "id", caption_column: str | None = None,
+                 image_column: str = "image", name: str | None = None) -> Catalog:
+    """Parquet files with image bytes inside (Hugging Face Image feature or plain binary).
+    caption_column=None picks the first of CAPTION_CANDIDATES present (productDisplayName)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    paths = [Path(p) for p in paths]
+    if not paths:
+        raise CatalogError("no parquet files given")
+    items: list[CatalogItem] = []
+    skipped: list[SkippedRow] = []
+    for path in paths:
+        try:
+            pf = pq.ParquetFile(path)
+        except (OSError, pa.ArrowException) as exc:
+            raise CatalogError(f"cannot read parquet file {path}: {exc}") from exc
+        header = pf.schema_arrow.names
+        _column(header, id_column, "id", path)
+        _column(header, image_column, "image", path)
+        cap = caption_column or next((c for c in CAPTION_CANDIDATES if c in header), None)
+        if cap:
+            _column(header, cap, "caption", path)
+        image_type = pf.schema_arrow.field(image_column).type
+        if pa.types.is_struct(image_type):
+            if image_type.get_field_index("bytes") < 0:
+                raise CatalogError(f"image column {image_column!r} in {path.name} is a struct without 'bytes'")
+        elif not (pa.types.is_binary(image_type) or pa.types.is_large_binary(image_type)):
+            raise CatalogError(f"image column {image_column!r} in {path.name} is {image_type}, not binary")
+        meta = [c for c in header if c not in (id_column, cap, image_column)
+                and not pa.types.is_binary(pf.schema_arrow.field(c).type)]
+        row = 0
+        for batch in pf.iter_batches(batch_size=512):
+            cols = {c: batch.column(c).to_pylist() for c in batch.schema.names}
+            for k in range(batch.num_rows):
+                where = f"{path.name} row {row}"
+                row += 1
+                image = cols[image_column][k]
+                data = image.get("bytes") if isinstance(image, dict) else image
+                item_id = _text(cols[id_column][k])
+                if not item_id:
+                    skipped.append(SkippedRow(where, "empty id"))
+                elif not data:
+                    skipped.append(SkippedRow(where, "no image bytes"))
+                else:
+                    metadata = {c: v for c in meta if (v := _text(cols[c][k])) is not None}
+                    caption = _text(cols[cap][k]) if cap else None
+                    items.append(CatalogItem(item_id, caption, metadata, None, bytes(data)))
+    name = name or paths[0].resolve().parent.name
+    return Catalog(name, ", ".join(str(p) for p in paths), items, skipped)
+
+
+def load_catalog(images: Path | None = None, captions: Path | None = None,
+                 parquet: Sequence[Path] = (), **columns: str | None) -> Catalog:
+    """One entry point for CLIs: a folder (+ CSV) or parquet files; None options are ignored."""
+    options = {k: v for k, v in columns.items() if v is not None}
+    if parquet:
+        if images is not None or captions is not None:
+            raise CatalogError("give either an images folder (+ captions CSV) or parquet files, not both")
+        allowed = {"id_column", "caption_column", "image_column", "name"}
+    elif images is not None:
+        allowed = {"id_column", "caption_column", "filename_column", "name"}
+    else:
+        raise CatalogError("no catalog given: pass an images folder (optionally with a captions CSV) or parquet files")
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        raise CatalogError(f"option(s) {', '.join(unknown)} do not apply to this kind of catalog")
+    if parquet:
+        return from_parquet(list(parquet), **options)
+    return from_folder(Path(images), Path(captions) if captions else None, **options)

@@ -1,0 +1,151 @@
+"""Safe image decoding: the one place where untrusted bytes (uploads, catalog files) become pixels.
+
+Everything that can go wrong with a file a user hands us -- wrong format, damage, a
+decompression bomb, an exotic pixel mode -- ends here as an `ImageError` with a sentence
+fit to show that user, and everything that succeeds is a fully loaded, detached RGB image.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import stat
+import typing
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps
+
+DEFAULT_MAX_BYTES: int = 32 * 1024 * 1024
+DEFAULT_MAX_PIXELS: int = 40_000_000
+
+ImageSource = str | os.PathLike | bytes | bytearray | memoryview | typing.BinaryIO
+
+# Only these decoders ever run: every extra one is attack surface and a format the models never saw.
+ACCEPTED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
+UNSUPPORTED_MESSAGE = "This file is not a supported image (JPEG, PNG, WebP, GIF, BMP or TIFF)."
+DAMAGED_MESSAGE = "The image is damaged or incomplete."
+
+# Leading bytes of the accepted formats (WebP is checked apart: RIFF....WEBP).
+_SIGNATURES = (
+    b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM", b"II*\0", b"MM\0*", b"II+\0", b"MM\0+"
+)
+_ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "PA"})
+_HIGH_DEPTH_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
+
+
+class ImageError(ValueError):
+    """Raised for any input that cannot become a safe RGB image.
+
+    str(e) is a human sentence fit to show a user; the technical cause is kept as __cause__.
+    """
+
+
+def _size_text(n_bytes: float, round_up: bool = False) -> str:
+    """'40.1 MB': rounded up for an offending size, so it never reads as equal to its limit."""
+    for unit, scale in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
+        if n_bytes >= scale:
+            value = math.ceil(n_bytes / scale * 10) / 10 if round_up else round(n_bytes / scale, 1)
+            return f"{value:g} {unit}"
+    return f"{n_bytes:g} bytes"
+
+
+def _file_too_large(max_bytes: int, size: int | None = None) -> ImageError:
+    actual = f": {_size_text(size, round_up=True)}" if size is not None else ""
+    return ImageError(f"The file is too large{actual} (limit {_size_text(max_bytes)}).")
+
+
+def _read_path(path: str | os.PathLike, max_bytes: int) -> bytes:
+    """Stat before reading, so an oversized file is refused without ever being read."""
+    try:
+        info = os.stat(path)
+        if stat.S_ISDIR(info.st_mode):
+            raise ImageError(f"'{os.fspath(path)}' is a folder, not an image file.")
+        if info.st_size > max_bytes:
+            raise _file_too_large(max_bytes, info.st_size)
+        with open(path, "rb") as f:
+            return f.read(max_bytes + 1)  # the size may have changed since stat, or be unknown (devices)
+    except FileNotFoundError as err:
+        raise ImageError(f"The image file '{os.fspath(path)}' was not found.") from err
+    except OSError as err:
+        raise ImageError(f"The image file '{os.fspath(path)}' could not be read ({err.strerror}).") from err
+
+
+def read_image_bytes(source: ImageSource, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
+    """Read the raw bytes of a path, bytes-like or binary file-like, never holding more than max_bytes + 1."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        if memoryview(source).nbytes > max_bytes:
+            raise _file_too_large(max_bytes, memoryview(source).nbytes)
+        data = bytes(source)
+    elif isinstance(source, (str, os.PathLike)):
+        data = _read_path(source, max_bytes)
+    elif hasattr(source, "read"):
+        data = source.read(max_bytes + 1)
+        if not isinstance(data, bytes):
+            raise TypeError("load_image needs a file opened in binary mode ('rb').")
+    else:
+        raise TypeError(f"Cannot read an image from {type(source).__name__}.")
+    if len(data) > max_bytes:
+        raise _file_too_large(max_bytes)
+    if not data:
+        raise ImageError("The file is empty.")
+    return data
+
+
+def _has_accepted_signature(data: bytes) -> bool:
+    """Tells a damaged JPEG/PNG/... (worth saying so) from a file that is no image of ours at all."""
+    return data.startswith(_SIGNATURES) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP")
+
+
+def _scale_to_8bit(im: Image.Image) -> Image.Image:
+    """16/32-bit and float greyscale: Pillow's convert() clips to 255 (white), so scale the range instead."""
+    full = 1.0 if im.mode == "F" else 65535.0
+    a = np.nan_to_num(np.asarray(im, dtype=np.float32), nan=0.0, posinf=full, neginf=0.0)
+    lo, hi = float(a.min()), float(a.max())
+    if lo < 0 or hi > full:  # outside its nominal range (signed or 32-bit data): stretch what is there
+        a, full = a - lo, (hi - lo) or 1.0
+    return Image.fromarray(np.rint(a * (255.0 / full)).astype(np.uint8))
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    """Any decoded mode to RGB; transparency is composited on white, as a product photo's backdrop."""
+    if im.mode in _HIGH_DEPTH_MODES:
+        im = _scale_to_8bit(im)
+    if im.mode in _ALPHA_MODES or "transparency" in im.info:
+        white = Image.new("RGBA", im.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, im.convert("RGBA")).convert("RGB")
+    return im.convert("RGB")  # also for RGB: convert() returns a detached copy
+
+
+def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Decode bytes into a fully loaded RGB image, refusing oversized images from the header alone."""
+    if not data:
+        raise ImageError("The file is empty.")
+    limit = f"limit {max_pixels / 1e6:g} megapixels"
+    try:
+        # Pillow's own bomb guard (Image.MAX_IMAGE_PIXELS) stays as a second line, its warning made an
+        # error; our header check does not depend on it, as warning filters are process-wide.
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS) as im:
+                width, height = im.size  # Image.open is lazy: only the header has been read
+                if width * height > max_pixels:
+                    raise ImageError(f"The image is too large: {width}×{height} pixels ({limit}).")
+                im.load()  # first frame only, for GIF/WebP/TIFF
+                return _to_rgb(ImageOps.exif_transpose(im))
+    except ImageError:
+        raise
+    except Image.UnidentifiedImageError as err:  # also a zero-size or header-truncated image
+        raise ImageError(DAMAGED_MESSAGE if _has_accepted_signature(data) else UNSUPPORTED_MESSAGE) from err
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise ImageError(f"The image is too large ({limit}).") from err
+    except Exception as err:  # decoders fail on untrusted data in many ways: OSError, SyntaxError, struct.error
+        raise ImageError(DAMAGED_MESSAGE) from err
+
+
+def load_image(
+    source: ImageSource, *, max_bytes: int = DEFAULT_MAX_BYTES, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> Image.Image:
+    """Path, bytes or file-like to a safe RGB image: the entry point for uploads and catalog files."""
+    return decode_image(read_image_bytes(source, max_bytes), max_pixels)

@@ -1,0 +1,58 @@
+"""Session fixtures: tiny random models in the hub layouts, and an index over real photos."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from core import models
+from core.build_index import build_index
+from core.catalog import Catalog, from_folder
+from core.random_models import make_models
+
+DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "fashion-products"
+INDEX_SIZE = 300
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory) -> Path:
+    """Both model keys as tiny random models; VITRINE_MODELS_DIR points at them for the session."""
+    root = make_models(tmp_path_factory.mktemp("models"), "tiny")
+    previous = os.environ.get(models.MODELS_DIR_ENV)
+    os.environ[models.MODELS_DIR_ENV] = str(root)
+    models.clear_cache()
+    yield root
+    models.clear_cache()
+    if previous is None:
+        os.environ.pop(models.MODELS_DIR_ENV, None)
+    else:
+        os.environ[models.MODELS_DIR_ENV] = previous
+
+
+@pytest.fixture(scope="session")
+def fashion_dir() -> Path:
+    if not (DATA_DIR / "products.csv").is_file():
+        pytest.skip(f"shared fashion-products data not found at {DATA_DIR}")
+    return DATA_DIR
+
+
+@pytest.fixture(scope="session")
+def fashion_catalog(fashion_dir) -> Catalog:
+    return from_folder(fashion_dir / "images", fashion_dir / "products.csv", name="fashion")
+
+
+@pytest.fixture(scope="session")
+def fashion_index(tiny_models, fashion_catalog, tmp_path_factory) -> Path:
+    """An index folder over the first INDEX_SIZE real products, built with both tiny models."""
+    out = tmp_path_factory.mktemp("index") / "fashion"
+    build_index(fashion_catalog, out, limit=INDEX_SIZE, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def engine(fashion_index):
+    from core.search import SearchEngine
+
+    return SearchEngine(fashion_index)

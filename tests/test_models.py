@@ -1,0 +1,123 @@
+"""Model registry, loading from VITRINE_MODELS_DIR, clear load errors, the download command."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from core import models
+from core.models import CLIP_KEY, MULTILINGUAL_KEY, ModelLoadError
+
+
+def test_registry_names_both_hub_models():
+    assert models.REGISTRY[CLIP_KEY].hub_id == "sentence-transformers/clip-ViT-B-32"
+    assert models.REGISTRY[MULTILINGUAL_KEY].hub_id == "sentence-transformers/clip-ViT-B-32-multilingual-v1"
+    assert models.REGISTRY[CLIP_KEY].encodes_images
+    assert not models.REGISTRY[MULTILINGUAL_KEY].encodes_images
+    assert models.REGISTRY[MULTILINGUAL_KEY].image_tower == CLIP_KEY
+
+
+def test_unknown_key_lists_known_models():
+    with pytest.raises(ModelLoadError, match="Unknown model 'clip-huge'.*clip-ViT-B-32"):
+        models.get_spec("clip-huge")
+
+
+def test_encoders_return_unit_float32_vectors_of_the_model_dimension(tiny_models):
+    clip = models.get_encoder(CLIP_KEY, "cpu")
+    assert clip.dim == 24  # read from the tiny model, not hard-coded
+    texts = clip.encode_texts(["red dress", "blue shirt", "x" * 50_000])
+    images = clip.encode_images([Image.new("RGB", (64, 48), c) for c in ("red", "blue")])
+    for vectors, rows in ((texts, 3), (images, 2)):
+        assert vectors.dtype == np.float32 and vectors.shape == (rows, 24)
+        np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)
+    assert not np.allclose(texts[0], texts[1])
+
+
+def test_multilingual_model_reads_images_with_the_clip_tower(tiny_models):
+    clip = models.get_encoder(CLIP_KEY, "cpu")
+    multi = models.get_encoder(MULTILINGUAL_KEY, "cpu")
+    image = [Image.new("RGB", (40, 40), "green")]
+    np.testing.assert_allclose(multi.encode_images(image), clip.encode_images(image), atol=1e-6)
+    german = multi.encode_texts(["rotes Kleid für den Sommer"])
+    assert german.shape == (1, clip.dim)
+    assert not np.allclose(german, clip.encode_texts(["rotes Kleid für den Sommer"]))
+
+
+def test_models_load_once_per_process(tiny_models):
+    assert models.get_encoder(CLIP_KEY, "cpu") is models.get_encoder(CLIP_KEY, "cpu")
+
+
+def test_device_auto_selection_falls_back_to_cpu_and_honours_a_request():
+    import torch
+
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert models.pick_device("auto") in (expected, "mps")
+    assert models.pick_device("cpu") == "cpu"
+
+
+@pytest.fixture
+def isolated_models(monkeypatch, tmp_path):
+    """A fresh model cache and no hub cache, restored afterwards."""
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    models.clear_cache()
+    yield
+    models.clear_cache()
+
+
+def test_missing_model_folder_names_key_and_remedy(isolated_models, monkeypatch, tmp_path):
+    monkeypatch.setenv(models.MODELS_DIR_ENV, str(tmp_path / "nowhere"))
+    with pytest.raises(ModelLoadError) as err:
+        models.get_encoder(CLIP_KEY, "cpu")
+    message = str(err.value)
+    assert "clip-ViT-B-32" in message and "does not exist" in message
+    assert "python -m core.models download" in message and "VITRINE_MODELS_DIR" in message
+
+
+def test_broken_model_folder_gives_clear_error(isolated_models, monkeypatch, tmp_path, tiny_models):
+    broken = tmp_path / "models"
+    shutil.copytree(tiny_models / CLIP_KEY, broken / CLIP_KEY)
+    (broken / CLIP_KEY / "0_CLIPModel" / "model.safetensors").write_bytes(b"not weights")
+    monkeypatch.setenv(models.MODELS_DIR_ENV, str(broken))
+    with pytest.raises(ModelLoadError, match="Model 'clip-ViT-B-32' could not be loaded from .*VITRINE_MODELS_DIR"):
+        models.get_encoder(CLIP_KEY, "cpu")
+
+
+def test_folder_without_modules_json_is_refused(isolated_models, monkeypatch, tmp_path):
+    (tmp_path / CLIP_KEY).mkdir()
+    monkeypatch.setenv(models.MODELS_DIR_ENV, str(tmp_path))
+    with pytest.raises(ModelLoadError, match="not a sentence-transformers folder"):
+        models.get_encoder(CLIP_KEY, "cpu")
+
+
+def test_hub_unreachable_gives_offline_remedy(isolated_models, monkeypatch):
+    monkeypatch.delenv(models.MODELS_DIR_ENV, raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelLoadError) as err:
+        models.get_encoder(MULTILINGUAL_KEY, "cpu")
+    assert "sentence-transformers/clip-ViT-B-32" in str(err.value)
+    assert "Traceback" not in str(err.value) and "VITRINE_MODELS_DIR" in str(err.value)
+
+
+def test_download_command_saves_hub_layout(monkeypatch, tmp_path, tiny_models, capsys):
+    """Only the hub call is replaced (this machine cannot reach it); the rest is the real command."""
+    import huggingface_hub
+
+    def fake_snapshot_download(repo_id, local_dir):
+        shutil.copytree(tiny_models / repo_id.split("/")[1], local_dir)
+        return str(local_dir)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
+    assert models.main(["download", "--to", str(tmp_path / "offline")]) == 0
+    for key in (CLIP_KEY, MULTILINGUAL_KEY):
+        assert (tmp_path / "offline" / key / "modules.json").is_file()
+    assert "VITRINE_MODELS_DIR=" in capsys.readouterr().out
+
+
+def test_download_without_network_exits_2(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    assert models.main(["download", "--to", str(tmp_path / "m"), "--models", CLIP_KEY]) == 2
+    assert "could not be downloaded" in capsys.readouterr().err
