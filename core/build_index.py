@@ -18,7 +18,7 @@ import json
 import shutil
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,8 +84,12 @@ def build_index(
     batch_size: int = 32,
     limit: int | None = None,
     progress: bool = True,
+    on_progress: Callable[[str, int, int], None] | None = None,
 ) -> BuildSummary:
-    """Embed a catalog with the given models and write a complete index folder at `out`."""
+    """Embed a catalog with the given models and write a complete index folder at `out`.
+
+    `on_progress(stage, done, total)` lets a UI show the same progress the CLI's bar shows.
+    """
     started = time.perf_counter()
     specs = [get_spec(key) for key in models]
     towers = {spec.image_tower for spec in specs}
@@ -123,6 +127,8 @@ def build_index(
         timer["encode"] += time.perf_counter() - t1
         rows += batch
         bar.update(len(items[start : start + batch_size]))
+        if on_progress is not None:
+            on_progress("images", min(start + batch_size, len(items)), len(items))
     bar.close()
     if not rows:
         shutil.rmtree(staging, ignore_errors=True)
