@@ -69,6 +69,11 @@ def get_spec(key: str) -> ModelSpec:
         raise ModelLoadError(f"Unknown model '{key}'. Known models: {known}.") from None
 
 
+def available_models() -> list[ModelSpec]:
+    """Every model key a user can pick (the app's selector lists these)."""
+    return list(REGISTRY.values())
+
+
 def models_dir() -> Path | None:
     """The offline model folder, when the user configured one."""
     value = os.environ.get(MODELS_DIR_ENV, "").strip()
