@@ -105,6 +105,11 @@ class SearchEngine:
         self._lock = threading.RLock()
         self._ids = self.items["id"].astype(str).to_numpy()
         self._sha1 = self.items["sha1"].astype(str).to_numpy()
+        # plain lists: building a hit must not go through pandas row lookups on the hot path
+        self._id_list = self._ids.tolist()
+        self._captions = [c if isinstance(c, str) and c else None for c in self.items["caption"]]
+        self._image_paths = [p or None for p in self.items["image_path"]]
+        self._thumbnails = [str(self.folder / t) if t else None for t in self.items["thumbnail"]]
         self._metadata = [json.loads(m) if m else {} for m in self.items["metadata"]]
 
     @property
@@ -211,14 +216,13 @@ class SearchEngine:
         return np.flatnonzero(self._ids == str(item_id))
 
     def hit_for_row(self, row: int, score: float = 1.0) -> Hit:
-        record = self.items.iloc[row]
         return Hit(
-            id=str(record["id"]),
+            id=self._id_list[row],
             score=float(score),
-            caption=record["caption"] if isinstance(record["caption"], str) and record["caption"] else None,
+            caption=self._captions[row],
             metadata=self._metadata[row],
-            image_path=record["image_path"] or None,
-            thumbnail=str(self.folder / record["thumbnail"]) if record["thumbnail"] else None,
+            image_path=self._image_paths[row],
+            thumbnail=self._thumbnails[row],
             matched=(),
             rank_score=0.0,
             row=int(row),
@@ -284,7 +288,7 @@ class SearchEngine:
             if weight <= 0.0:
                 continue
             for rank, row in enumerate(labels[0].tolist()):
-                if excluded[row]:
+                if excluded[row] or (name == "caption" and self._captions[row] is None):
                     continue
                 fused[row] = fused.get(row, 0.0) + weight / (RRF_K + rank + 1)
                 matched.setdefault(row, []).append(name)
@@ -295,7 +299,7 @@ class SearchEngine:
         score_of = dict(zip(np.sort(rows).tolist(), image_scores.tolist()))
         best_by_id: dict[str, int] = {}
         for row in sorted(fused, key=lambda r: (-fused[r], -score_of[r])):
-            best_by_id.setdefault(self._ids[row], row)
+            best_by_id.setdefault(self._id_list[row], row)
         hits, below = [], 0
         for row in best_by_id.values():
             if threshold is not None and score_of[row] < threshold:
