@@ -13,7 +13,7 @@ from core.search import SearchResult
 from ui.first_run import catalog_name
 from ui.results import latency_line, metadata_chips
 from ui.state import K_MAX, K_MIN, SearchState, from_query_params, to_query_params
-from ui.text import plain
+from ui.text import code, plain
 
 MODELS = [CLIP_KEY, MULTILINGUAL_KEY]
 CATALOGS = ["fashion", "shop"]
@@ -64,6 +64,11 @@ def test_plain_escapes_every_markdown_and_html_character():
 def test_plain_makes_one_short_line():
     assert plain("a\n\tb   c", 80) == "a b c"
     assert plain("x" * 100, 10) == "x" * 9 + "…"
+
+
+def test_code_spans_show_paths_exactly_and_cannot_be_closed_early():
+    assert code("/data/my_shop-2024/*.jpg") == "`/data/my_shop-2024/*.jpg`"
+    assert code("a`b\nc") == "`a'b c`"
 
 
 def test_metadata_chips_prefer_telling_keys_and_skip_blanks():

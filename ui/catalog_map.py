@@ -52,7 +52,7 @@ def render_map(engine: SearchEngine, query: tuple[str, np.ndarray] | None) -> No
     built_at = engine.manifest.created_at
     cmap = catalog_map(str(engine.folder), built_at, engine)
     columns = colour_columns(cmap.points)
-    colour = st.selectbox("Colour by", columns, key="map_colour") if columns else None
+    colour = st.selectbox("Colour by", columns, key="map_colour", width=280) if columns else None
     # chart fields get fixed names: Vega-Lite reads '.', ':' and brackets in a name as syntax
     data = cmap.points[["x", "y", "caption"]].assign(group=cmap.points[colour] if colour else "")
     x_share, y_share = cmap.projection.explained

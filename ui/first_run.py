@@ -17,7 +17,7 @@ from core.build_index import BuildSummary, build_index
 from core.catalog import Catalog, CatalogError, from_folder
 from core.models import MODELS_DIR_ENV, ModelLoadError, models_dir
 from ui import messages, resources
-from ui.text import plain
+from ui.text import code, plain
 
 SAMPLE_SIZES = (200, 1_000, 5_000, 10_000)
 SAMPLE_DEFAULT = 1_000
@@ -35,7 +35,7 @@ def render(index_root: Path) -> None:
     st.title("Welcome to Vitrine")
     st.markdown(
         "Vitrine finds products by **words in 50+ languages**, by **photo**, or by both. "
-        f"It searches a catalog indexed ahead of time, and there is none yet in `{plain(str(index_root))}`. "
+        f"It searches a catalog indexed ahead of time, and there is none yet in {code(index_root)}. "
         "Build one now: the vectors of every photo are computed once, then every search takes milliseconds."
     )
     _model_source_note()
@@ -53,7 +53,7 @@ def render(index_root: Path) -> None:
 def _model_source_note() -> None:
     folder = models_dir()
     if folder is not None:
-        st.caption(f"Models are read from `{plain(str(folder))}` ({MODELS_DIR_ENV}); no network is needed.")
+        st.caption(f"Models are read from {code(folder)} ({MODELS_DIR_ENV}); no network is needed.")
     else:
         st.caption(
             "Models are downloaded from the Hugging Face hub on first use. Offline (at a booth), run "

@@ -16,3 +16,8 @@ def plain(text: str, max_chars: int | None = None) -> str:
     if max_chars is not None and len(line) > max_chars:
         line = line[: max_chars - 1].rstrip() + "…"
     return _MARKDOWN_SPECIALS.sub(r"\\\1", line)
+
+
+def code(text: str) -> str:
+    """A Markdown code span; backslash escapes do not work inside one, so backticks are replaced."""
+    return "`" + _WHITESPACE.sub(" ", str(text)).replace("`", "'") + "`"
