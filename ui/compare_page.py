@@ -28,7 +28,7 @@ def render() -> None:
         "so the difference is all in how the words are understood."
     )
     st.session_state[COMPARE_TEXT] = st.session_state.get(COMPARE_TEXT, st.session_state[state.TEXT])
-    text = state.clean_text(query_inputs.text_box([], key=COMPARE_TEXT, switch_model=False)).strip()
+    text = state.clean_text(query_inputs.text_box(key=COMPARE_TEXT)).strip()
     if not text:
         st.info("Type a description, or pick an example, to see what each model finds.", icon=":material/compare:")
         return

@@ -62,10 +62,10 @@ class ImageQuery:
     label: str = ""
 
 
-def text_box(models: list[str], key: str = state.TEXT, switch_model: bool = True) -> str:
+def text_box(key: str = state.TEXT, switch_to_multilingual: bool = False) -> str:
     """The description box and its example prompts; returns the text as typed.
 
-    With switch_model, a German, French or Spanish example moves CLIP to the multilingual model.
+    With switch_to_multilingual, a German, French or Spanish example moves CLIP to the multilingual model.
     """
     text = st.text_input(
         "Describe what you are looking for",
@@ -80,7 +80,7 @@ def text_box(models: list[str], key: str = state.TEXT, switch_model: bool = True
         key=prompt_key,
         format_func=lambda i: f"{EXAMPLE_PROMPTS[i].language} · {EXAMPLE_PROMPTS[i].text}",
         on_change=_use_prompt,
-        args=(key, prompt_key, switch_model and MULTILINGUAL_KEY in models),
+        args=(key, prompt_key, switch_to_multilingual),
         label_visibility="collapsed",
         wrap=True,
     )

@@ -52,7 +52,15 @@ def render_grid(
             _card(hit, rank, key, on_more_like_this, show_score, hit.id in highlight, highlight_label)
 
 
-def _card(hit: Hit, rank: int, key: str, on_more_like_this, show_score: bool, highlighted: bool, label: str) -> None:
+def _card(
+    hit: Hit,
+    rank: int,
+    key: str,
+    on_more_like_this: Callable[[str], None] | None,
+    show_score: bool,
+    highlighted: bool,
+    label: str,
+) -> None:
     if hit.thumbnail:
         st.image(hit.thumbnail, width="stretch")
     st.markdown(f"**{plain(hit.caption or hit.id, CAPTION_CHARS)}**")

@@ -6,7 +6,7 @@ import streamlit as st
 
 from core.images import ImageError
 from core.index import IndexMismatchError
-from core.models import ModelLoadError
+from core.models import MULTILINGUAL_KEY, ModelLoadError
 from core.search import QueryError, SearchEngine, SearchResult
 from ui import catalog_context, first_run, messages, query_inputs, resources, results, sidebar, state
 from ui.query_inputs import ImageQuery
@@ -42,7 +42,9 @@ def render() -> None:
     _header(engine)
     words, photo = st.columns([3, 2], gap="large")
     with words:
-        query_inputs.text_box([spec.key for spec in sidebar.searchable_models(engine)])
+        query_inputs.text_box(
+            switch_to_multilingual=any(spec.key == MULTILINGUAL_KEY for spec in sidebar.searchable_models(engine))
+        )
     with photo:
         image = query_inputs.image_input(engine)
     current = state.current()
