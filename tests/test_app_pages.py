@@ -118,3 +118,20 @@ def test_settings_follow_the_visitor_across_pages(two_catalogs):
     at.slider(key="k").set_value(5).run()
     at.switch_page("app.py").run()
     assert at.text_input(key="text").value == "shirt" and latency(at).startswith("5 of 6 products")
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [("manifest.json", "is damaged"), ("items.parquet", "items.parquet")],
+)
+def test_a_damaged_catalog_says_so_and_the_others_still_work(two_catalogs, damage, message):
+    target = two_catalogs / "mini" / damage
+    if damage == "manifest.json":
+        target.write_text("{ not json")
+    else:
+        target.unlink()
+    at = open_app({"q": "shirt", "catalog": "mini"})
+    assert message in texts(at, "error")[0].replace("\\", "") and result_images(at) == 0
+    at.selectbox(key="catalog").set_value("fashion").run()
+    assert_no_exception(at)
+    assert result_images(at) == 12

@@ -25,7 +25,7 @@ def open_catalog(when_none: Callable[[], None] | None = None) -> tuple[Path, Sea
     folder = sidebar.catalog_picker(folders)
     try:
         return folder, resources.engine_for(folder)
-    except IndexMismatchError as err:
+    except (IndexMismatchError, OSError) as err:  # a damaged or half-deleted index folder
         messages.problem(f"The catalog '{folder.name}' cannot be opened.", err)
         return None
 
