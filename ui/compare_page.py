@@ -21,7 +21,7 @@ def render() -> None:
     if opened is None:
         return
     folder, engine = opened
-    st.sidebar.slider("Results (K)", state.K_MIN, state.K_MAX, step=1, key=state.K)
+    k = sidebar.k_slider()
     specs = sidebar.searchable_models(engine)
     st.caption(
         "The same words through each model. Photos are read by the same image tower in every model, "
@@ -37,7 +37,6 @@ def render() -> None:
         return
     if len(specs) < 2:
         st.info("This catalog can be searched with one model only.", icon=":material/info:")
-    k = int(st.session_state[state.K])
     found: dict[str, SearchResult] = {}
     for spec in specs:
         try:

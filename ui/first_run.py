@@ -105,7 +105,7 @@ def _folder_form(index_root: Path) -> BuildRequest | None:
             "Captions CSV (optional)",
             placeholder="/data/shop/products.csv",
             key="fr_captions",
-            help="One row per product: an id column naming its photo (<id>.jpg), a caption column "
+            help="One row per product: an id column naming its photo (id 1163: 1163.jpg), a caption column "
             "(caption, productDisplayName, title, name or description); other columns become filters.",
         )
         name = st.text_input("Catalog name", placeholder="shop", key="fr_name")

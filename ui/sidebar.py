@@ -47,9 +47,14 @@ def model_picker(engine: SearchEngine) -> str:
     return key
 
 
+def k_slider() -> int:
+    """How many results: one setting for every page."""
+    return st.sidebar.slider("Results (K)", state.K_MIN, state.K_MAX, step=1, key=state.K)
+
+
 def result_controls() -> SearchOptions:
     """K, blend weight, optional threshold and caption matching."""
-    st.sidebar.slider("Results (K)", state.K_MIN, state.K_MAX, step=1, key=state.K)
+    k_slider()
     st.sidebar.slider(
         "Blend: photo ↔ words", 0.0, 1.0, step=state.BLEND_STEP, key=state.BLEND
     )
