@@ -126,6 +126,17 @@ def read_manifest(folder: Path) -> Manifest:
         raise IndexMismatchError(f"{path} is damaged ({err}). Rebuild the index.") from err
 
 
+def list_indexes(root: Path) -> list[Path]:
+    """Complete index folders directly under `root`, by name (staging and old folders are hidden)."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    return sorted(
+        child for child in root.iterdir()
+        if not child.name.startswith(".") and (child / MANIFEST_FILE).is_file()
+    )
+
+
 def write_items(folder: Path, items: pd.DataFrame) -> None:
     with atomic_path(folder / ITEMS_FILE) as tmp:
         items.to_parquet(tmp, index=False)

@@ -25,6 +25,10 @@ CLIP_KEY = "clip-ViT-B-32"
 MULTILINGUAL_KEY = "clip-ViT-B-32-multilingual-v1"
 # Longer text adds nothing (CLIP reads 77 tokens) and only costs tokenizer time.
 MAX_TEXT_CHARS = 1000
+# CLIP resizes the short side to 224 px, then keeps the centre square: a 40000x1 photo would first
+# grow to 8,960,000x224 px (gigabytes). Cropping such strips to 4:1 around the centre keeps the same
+# centre square at a bounded cost; photos up to 4:1 are untouched.
+MAX_ASPECT_RATIO = 4.0
 
 
 @dataclass(frozen=True)
@@ -126,6 +130,20 @@ def _load_sentence_transformer(spec: ModelSpec, device: str):
         ) from err
 
 
+def limit_aspect_ratio(image: Image.Image, max_ratio: float = MAX_ASPECT_RATIO) -> Image.Image:
+    """The centre of an extreme strip, at most max_ratio:1; other images are returned as they are."""
+    width, height = image.size
+    if width > max_ratio * height:
+        keep = max(1, round(max_ratio * height))
+        left = (width - keep) // 2
+        return image.crop((left, 0, left + keep, height))
+    if height > max_ratio * width:
+        keep = max(1, round(max_ratio * width))
+        top = (height - keep) // 2
+        return image.crop((0, top, width, top + keep))
+    return image
+
+
 class Encoder:
     """L2-normalised float32 vectors for texts and images of one model key."""
 
@@ -147,7 +165,10 @@ class Encoder:
         """Images go through this key's image tower (CLIP's, for the multilingual model)."""
         encoder = self._image_encoder
         vectors = encoder.model.encode(
-            list(images), batch_size=batch_size, normalize_embeddings=True, show_progress_bar=False
+            [limit_aspect_ratio(image) for image in images],
+            batch_size=batch_size,
+            normalize_embeddings=True,
+            show_progress_bar=False,
         )
         return np.asarray(vectors, dtype=np.float32).reshape(len(images), encoder.dim)
 

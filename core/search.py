@@ -35,6 +35,8 @@ PROBE_MIN_COSINE = 0.98
 RRF_K = 60
 MAX_K = 1000
 _TEXT_CACHE_SIZE = 512
+# Query photos by content hash: a rerun of the app, or the same photo sent again, is not re-encoded.
+_IMAGE_CACHE_SIZE = 64
 
 
 class QueryError(ValueError):
@@ -63,6 +65,7 @@ class SearchResult:
     mode: str  # "text", "image" or "blend"
     below_threshold: int = 0  # hits dropped by the threshold: >0 with no hits means "no confident match"
     model: str = CLIP_KEY
+    query_vector: np.ndarray | None = field(default=None, repr=False)  # what was searched with (for maps)
 
     def to_json(self) -> list[dict]:
         return [asdict(hit) for hit in self.hits]
@@ -102,6 +105,7 @@ class SearchEngine:
         self._caption_indexes: dict[str, VectorIndex] = {}
         self._checked_encoders: dict[str, Encoder] = {}
         self._text_cache: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+        self._image_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._lock = threading.RLock()
         self._ids = self.items["id"].astype(str).to_numpy()
         self._sha1 = self.items["sha1"].astype(str).to_numpy()
@@ -111,6 +115,9 @@ class SearchEngine:
         self._image_paths = [p or None for p in self.items["image_path"]]
         self._thumbnails = [str(self.folder / t) if t else None for t in self.items["thumbnail"]]
         self._metadata = [json.loads(m) if m else {} for m in self.items["metadata"]]
+        self._row_by_sha1: dict[str, int] = {}
+        for row, sha1 in enumerate(self._sha1):
+            self._row_by_sha1.setdefault(sha1, row)
 
     @property
     def count(self) -> int:
@@ -170,11 +177,18 @@ class SearchEngine:
         threshold: float | None = None,
         use_captions: bool = True,
         exclude_ids: Sequence[str] = (),
+        like: str | None = None,
     ) -> SearchResult:
-        """Run a text, image or blended query; see the module docstring for the semantics."""
+        """Run a text, image or blended query; see the module docstring for the semantics.
+
+        `like` names a catalog product whose stored photo vector is the query image ("more like
+        this", or an example product): nothing is decoded or encoded, and the product is left out.
+        """
         started = time.perf_counter()
         text = _clean_text(text)
-        if text is None and image is None:
+        if image is not None and like is not None:
+            raise QueryError("Search with either an image or a catalog product, not both.")
+        if text is None and image is None and like is None:
             raise QueryError("Type a description or give an image to search with.")
         if not 0.0 <= blend <= 1.0:
             raise QueryError(f"The blend weight must be between 0 and 1, not {blend}.")
@@ -182,11 +196,14 @@ class SearchEngine:
             raise QueryError(f"K must be between 1 and {MAX_K}, not {k}.")
         encoder = self.encoder(model)
         query = _Query()
-        if image is not None:
+        if like is not None:
+            query.image_vector = self.stored_image_vector(like)
+            exclude_ids = [*exclude_ids, str(like)]
+        elif image is not None:
             self._encode_image(image, encoder, query)
         if text is not None:
             self._encode_text(text, model, encoder, query)
-        text_weight = 1.0 if image is None else (0.0 if text is None else blend)
+        text_weight = 1.0 if query.image_vector is None else (0.0 if text is None else blend)
         mode = "image" if text_weight == 0.0 else "text" if text_weight == 1.0 else "blend"
         if text_weight == 1.0:
             vector = query.text_vector
@@ -198,19 +215,36 @@ class SearchEngine:
         hits, below, timings = self._ranked_hits(vector, query.text_vector, captions, text_weight, k, threshold, query, exclude_ids)
         query.timings_ms.update(timings)
         query.timings_ms["total"] = (time.perf_counter() - started) * 1000
-        return SearchResult(hits=hits, timings_ms=query.timings_ms, mode=mode, below_threshold=below, model=model)
+        return SearchResult(
+            hits=hits, timings_ms=query.timings_ms, mode=mode, below_threshold=below, model=model, query_vector=vector
+        )
 
     def similar_to(self, item_id: str, *, k: int = 12, threshold: float | None = None) -> SearchResult:
         """"More like this": the product's stored image vector as the query, the product itself excluded."""
         started = time.perf_counter()
-        rows = np.flatnonzero(self._ids == str(item_id))
-        if len(rows) == 0:
-            raise QueryError(f"No product with id '{item_id}' in this catalog.")
-        vector = _normalise(np.asarray(self.image_index.vectors[rows], dtype=np.float32).mean(axis=0))
+        vector = self.stored_image_vector(item_id)
         query = _Query(image_vector=vector)
         hits, below, timings = self._ranked_hits(vector, None, None, 0.0, k, threshold, query, [str(item_id)])
         timings["total"] = (time.perf_counter() - started) * 1000
-        return SearchResult(hits=hits, timings_ms=timings, mode="image", below_threshold=below, model=self.image_encoder_key)
+        return SearchResult(
+            hits=hits, timings_ms=timings, mode="image", below_threshold=below, model=self.image_encoder_key,
+            query_vector=vector,
+        )
+
+    def stored_image_vector(self, item_id: str) -> np.ndarray:
+        """A product's photo vector from the index (the mean over its photos), never re-encoded."""
+        rows = self.item_rows(item_id)
+        if len(rows) == 0:
+            raise QueryError(f"No product with id '{item_id}' in this catalog.")
+        return _normalise(np.asarray(self.image_index.vectors[rows], dtype=np.float32).mean(axis=0))
+
+    def metadata_table(self) -> pd.DataFrame:
+        """One row per indexed photo, in index order: id, caption and a column per metadata key."""
+        table = pd.DataFrame.from_records(self._metadata, index=range(self.count)).fillna("").astype(str)
+        table = table.rename(columns={name: f"{name} (metadata)" for name in ("id", "caption") if name in table})
+        table.insert(0, "caption", self.items["caption"].fillna("").astype(str).to_numpy())
+        table.insert(0, "id", self._ids)
+        return table
 
     def item_rows(self, item_id: str) -> np.ndarray:
         return np.flatnonzero(self._ids == str(item_id))
@@ -229,15 +263,37 @@ class SearchEngine:
         )
 
     def _encode_image(self, image, encoder: Encoder, query: _Query) -> None:
+        """Bytes already seen (in the catalog, or recently) reuse their vector: same bytes, same vector."""
         started = time.perf_counter()
+        vector = None
         if not isinstance(image, Image.Image):
             data = read_image_bytes(image)
             query.image_sha1 = hashlib.sha1(data).hexdigest()
-            image = decode_image(data)
+            vector = self._known_image_vector(query.image_sha1)
+            if vector is None:
+                image = decode_image(data)
         decoded = time.perf_counter()
-        query.image_vector = encoder.encode_images([image])[0]
+        if vector is None:
+            vector = encoder.encode_images([image])[0]
+            if query.image_sha1 is not None:
+                with self._lock:
+                    self._image_cache[query.image_sha1] = vector
+                    while len(self._image_cache) > _IMAGE_CACHE_SIZE:
+                        self._image_cache.popitem(last=False)
+        query.image_vector = vector
         query.timings_ms["decode"] = (decoded - started) * 1000
         query.timings_ms["encode_image"] = (time.perf_counter() - decoded) * 1000
+
+    def _known_image_vector(self, sha1: str) -> np.ndarray | None:
+        with self._lock:
+            vector = self._image_cache.get(sha1)
+            if vector is not None:
+                self._image_cache.move_to_end(sha1)
+                return vector
+        row = self._row_by_sha1.get(sha1)
+        if row is None:
+            return None
+        return np.asarray(self.image_index.vectors[row], dtype=np.float32)
 
     def _encode_text(self, text: str, model: str, encoder: Encoder, query: _Query) -> None:
         started = time.perf_counter()

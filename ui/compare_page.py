@@ -1,0 +1,64 @@
+"""Compare models: one description through every model, side by side, with the overlap of their top K.
+
+Both models read photos with the same CLIP image tower, so only words can tell them apart:
+this page is where a German or Spanish query shows why the multilingual model exists.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from core.models import ModelLoadError
+from core.search import QueryError, SearchResult
+from ui import catalog_context, messages, query_inputs, resources, results, sidebar, state
+
+COMPARE_TEXT = "compare_text"
+
+
+def render() -> None:
+    st.title("Compare models", anchor=False)
+    opened = catalog_context.open_catalog()
+    if opened is None:
+        return
+    folder, engine = opened
+    k = sidebar.k_slider()
+    specs = sidebar.searchable_models(engine)
+    st.caption(
+        "The same words through each model. Photos are read by the same image tower in every model, "
+        "so the difference is all in how the words are understood."
+    )
+    st.session_state[COMPARE_TEXT] = st.session_state.get(COMPARE_TEXT, st.session_state[state.TEXT])
+    text = state.clean_text(query_inputs.text_box(key=COMPARE_TEXT)).strip()
+    if not text:
+        st.info("Type a description, or pick an example, to see what each model finds.", icon=":material/compare:")
+        return
+    if not specs:
+        st.info("No model here reads this catalog's photos.", icon=":material/info:")
+        return
+    if len(specs) < 2:
+        st.info("This catalog can be searched with one model only.", icon=":material/info:")
+    found: dict[str, SearchResult] = {}
+    for spec in specs:
+        try:
+            found[spec.key] = resources.ready_engine(folder, spec.key).search(text=text, model=spec.key, k=k)
+        except ModelLoadError as err:
+            messages.model_unavailable(err)
+            return
+        except QueryError as err:
+            st.warning(str(err))
+            return
+    shared = set.intersection(*({hit.id for hit in result.hits} for result in found.values()))
+    if len(found) > 1:
+        st.metric(f"In the top {k} of every model", f"{len(shared)} of {k}", border=False)
+    for column, spec in zip(st.columns(len(found), gap="medium"), specs):
+        with column:
+            result = found[spec.key]
+            st.subheader(spec.key, anchor=False)
+            st.caption(f"{spec.hint} {results.latency_line(result, engine.count)}")
+            results.render_grid(
+                result.hits,
+                key=f"compare-{spec.key}",
+                highlight=shared if len(found) > 1 else (),
+                highlight_label="in both" if len(found) == 2 else "in all",
+                min_column_width=150,
+            )

@@ -1,0 +1,173 @@
+"""First run: no catalog indexed yet. Explain, then build one with the same builder as the CLI.
+
+Two ways in: the sample catalog (downloaded from the Hugging Face hub), or a local folder of
+photos with an optional captions CSV, for a shop trying Vitrine on its own products.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import streamlit as st
+
+from core.build_index import BuildSummary, build_index
+from core.catalog import Catalog, CatalogError, from_folder
+from core.models import MODELS_DIR_ENV, ModelLoadError, models_dir
+from ui import messages, resources
+from ui.text import code, plain
+
+SAMPLE_SIZES = (200, 1_000, 5_000, 10_000)
+SAMPLE_DEFAULT = 1_000
+SAMPLE_NAME = "fashion-sample"
+LAST_BUILD = "_last_build"
+MAX_NAME_CHARS = 64
+
+
+class SampleUnavailable(RuntimeError):
+    """The sample catalog cannot be had here (no downloader, or no network)."""
+
+
+def render(index_root: Path) -> None:
+    """The whole first-run screen."""
+    st.title("Welcome to Vitrine")
+    st.markdown(
+        "Vitrine finds products by **words in 50+ languages**, by **photo**, or by both. "
+        f"It searches a catalog indexed ahead of time, and there is none yet in {code(index_root)}. "
+        "Build one now: the vectors of every photo are computed once, then every search takes milliseconds."
+    )
+    _model_source_note()
+    sample_tab, folder_tab = st.tabs([":material/download: Sample catalog", ":material/folder_open: Your own photos"])
+    with sample_tab:
+        request = _sample_form(index_root)
+        if request is not None:
+            _build(request)
+    with folder_tab:
+        request = _folder_form(index_root)
+        if request is not None:
+            _build(request)
+
+
+def _model_source_note() -> None:
+    folder = models_dir()
+    if folder is not None:
+        st.caption(f"Models are read from {code(folder)} ({MODELS_DIR_ENV}); no network is needed.")
+    else:
+        st.caption(
+            "Models are downloaded from the Hugging Face hub on first use. Offline (at a booth), run "
+            f"`python -m core.models download --to ./models` on a connected machine and set `{MODELS_DIR_ENV}`."
+        )
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    """What a submitted form asks to build (run outside the form: forms cannot hold buttons)."""
+
+    make_catalog: Callable[[], Catalog]
+    out: Path
+    limit: int | None = None
+
+
+def _sample_form(index_root: Path) -> BuildRequest | None:
+    with st.form("sample_form", border=False):
+        st.markdown(
+            "Product photos and names from the Hugging Face dataset "
+            "`ashraq/fashion-product-images-small` (needs network)."
+        )
+        size = st.select_slider("Products", SAMPLE_SIZES, value=SAMPLE_DEFAULT, format_func="{:,}".format)
+        if st.form_submit_button("Download and index", icon=":material/download:", type="primary"):
+            return BuildRequest(lambda: _sample_catalog(size), index_root / SAMPLE_NAME)
+    return None
+
+
+def _sample_catalog(size: int) -> Catalog:
+    """Imported only here: the downloader is optional, and everything else works without it."""
+    try:
+        from core.sample import sample_catalog
+    except ImportError as err:
+        raise SampleUnavailable(
+            "This installation has no sample-catalog downloader. Index a folder of photos instead."
+        ) from err
+    try:
+        return sample_catalog(size)
+    except Exception as err:  # network, hub and parquet errors all mean the same here
+        raise SampleUnavailable(
+            f"The sample catalog could not be downloaded ({err}). Without network, index a folder of photos instead."
+        ) from err
+
+
+def _folder_form(index_root: Path) -> BuildRequest | None:
+    with st.form("folder_form", border=False):
+        images = st.text_input("Folder of product photos", placeholder="/data/shop/images", key="fr_images")
+        captions = st.text_input(
+            "Captions CSV (optional)",
+            placeholder="/data/shop/products.csv",
+            key="fr_captions",
+            help="One row per product: an id column naming its photo (id 1163: 1163.jpg), a caption column "
+            "(caption, productDisplayName, title, name or description); other columns become filters.",
+        )
+        name = st.text_input("Catalog name", placeholder="shop", key="fr_name")
+        limit = st.number_input("Index only the first N photos (0: all)", min_value=0, step=100, key="fr_limit")
+        if st.form_submit_button("Index this folder", icon=":material/play_arrow:", type="primary"):
+            if not images.strip():
+                st.warning("Give the folder that holds your product photos.")
+                return None
+            images_dir = Path(images.strip()).expanduser()
+            captions_csv = Path(captions.strip()).expanduser() if captions.strip() else None
+            out = index_root / catalog_name(name or images_dir.name)
+            return BuildRequest(lambda: from_folder(images_dir, captions_csv, name=out.name), out, int(limit) or None)
+    return None
+
+
+def catalog_name(text: str) -> str:
+    """A safe folder name for index_data/: letters, digits, '-' and '_' only."""
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", text).strip("-_")[:MAX_NAME_CHARS] or "catalog"
+
+
+def _build(request: BuildRequest) -> None:
+    """Run the builder with a progress bar; on success, rerun into the search page."""
+    lock = resources.build_lock()
+    if not lock.acquire(blocking=False):
+        st.warning("Another visitor is building a catalog right now. Reload the page in a minute.")
+        return
+    try:
+        with st.status("Building the index…", expanded=True) as status:
+            try:
+                summary = _run_builder(request)
+            except ModelLoadError as err:
+                status.update(label="A model is missing", state="error")
+                messages.model_unavailable(err)
+                return
+            except (CatalogError, SampleUnavailable, OSError) as err:
+                status.update(label="The index could not be built", state="error")
+                messages.problem("The index could not be built.", err)
+                return
+            status.update(label="Index ready", state="complete")
+    finally:
+        lock.release()
+    st.session_state[LAST_BUILD] = summary.describe()
+    st.rerun()
+
+
+def _run_builder(request: BuildRequest) -> BuildSummary:
+    st.write("Reading the catalog…")
+    catalog = request.make_catalog()
+    st.write(f"{len(catalog.items):,} photos found; computing their vectors (the models load first).")
+    bar = st.progress(0.0, text="Loading the models…")
+
+    def on_progress(stage: str, done: int, total: int) -> None:
+        bar.progress(min(1.0, done / total) if total else 1.0, text=f"{stage.capitalize()}: {done:,} of {total:,}")
+
+    return build_index(catalog, request.out, progress=False, limit=request.limit, on_progress=on_progress)
+
+
+def show_last_build() -> None:
+    """After a build the page reruns into the search page: say once what was indexed."""
+    described = st.session_state.pop(LAST_BUILD, None)
+    if described:
+        first, *rest = described.splitlines()
+        st.success(plain(first), icon=":material/check_circle:")
+        if rest:
+            st.caption(plain(" ".join(rest), 300))

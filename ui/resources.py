@@ -1,0 +1,68 @@
+"""What loads once per process: index folders, search engines, warmed-up models.
+
+Streamlit reruns the whole script on every click; everything slow lives here behind
+st.cache_resource, shared by all sessions (a Space serves many visitors from one process).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import streamlit as st
+from PIL import Image
+
+from core.index import list_indexes, read_manifest
+from core.search import SearchEngine
+
+INDEX_DIR_ENV = "VITRINE_INDEX_DIR"
+DEFAULT_INDEX_DIR = Path(__file__).resolve().parents[1] / "index_data"
+WARM_UP_TEXT = "a photo of a product"
+
+
+def index_root() -> Path:
+    """Where catalogs live: $VITRINE_INDEX_DIR, else index_data/ beside app.py."""
+    value = os.environ.get(INDEX_DIR_ENV, "").strip()
+    return Path(value).expanduser() if value else DEFAULT_INDEX_DIR
+
+
+def catalog_folders() -> list[Path]:
+    """Index folders ready to search; read on every run, so a catalog built meanwhile shows up."""
+    return list_indexes(index_root())
+
+
+def engine_for(folder: Path) -> SearchEngine:
+    """The engine of a folder; a rebuilt index (new manifest) gets a fresh engine."""
+    return _engine(str(folder), read_manifest(folder).created_at)
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _engine(folder: str, built_at: str) -> SearchEngine:
+    return SearchEngine(folder)
+
+
+def ready_engine(folder: Path, model: str) -> SearchEngine:
+    """The engine with `model` loaded and warmed up, so the visitor's first query is as fast as the rest."""
+    built_at = read_manifest(folder).created_at
+    engine = _engine(str(folder), built_at)
+    _warm_up(str(folder), built_at, model)
+    return engine
+
+
+@st.cache_resource(max_entries=16, show_spinner="Loading the model (once per server)…")
+def _warm_up(folder: str, built_at: str, model: str) -> bool:
+    """One text and one image query through `model`: loads the weights and runs each tower once.
+
+    Failures (ModelLoadError) are not cached: the next run tries again.
+    """
+    engine = _engine(folder, built_at)
+    engine.search(text=WARM_UP_TEXT, model=model, k=1)
+    engine.search(image=Image.new("RGB", (224, 224), "white"), model=model, k=1)
+    return True
+
+
+@st.cache_resource
+def build_lock() -> threading.Lock:
+    """One index build at a time per server: two visitors must not write the same folder."""
+    return threading.Lock()

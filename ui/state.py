@@ -1,0 +1,148 @@
+"""The search page's state: session keys for the widgets, mirrored in the URL so a search is a link.
+
+`from_query_params` and `to_query_params` are pure (tested without Streamlit); `restore_once`
+and `publish` move them between st.query_params and st.session_state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields, replace
+
+import streamlit as st
+
+from core.models import CLIP_KEY, MAX_TEXT_CHARS
+
+K_MIN, K_MAX, K_DEFAULT = 4, 48, 12
+BLEND_DEFAULT = 0.5
+BLEND_STEP = 0.05
+MAX_PRODUCT_ID_CHARS = 200
+
+# Session keys of the widgets (and of the query product, set by buttons).
+TEXT, MODEL, K, BLEND, PRODUCT, CATALOG = "text", "model", "k", "blend", "product", "catalog"
+IMAGE_SOURCE, THRESHOLD_ON, THRESHOLD, CAPTIONS = "image_source", "threshold_on", "threshold", "captions"
+UPLOAD, CAMERA, CATALOG_PRODUCT = "Upload", "Camera", "Catalog product"
+IMAGE_SOURCES = (UPLOAD, CAMERA, CATALOG_PRODUCT)
+THRESHOLD_DEFAULT = 0.25
+# URL parameter of each shared field; text gets the short name search engines use.
+URL_NAMES = {TEXT: "q", MODEL: "model", K: "k", BLEND: "blend", PRODUCT: "product", CATALOG: "catalog"}
+_RESTORED = "_url_restored"
+URL_NOTES = "_url_notes"
+
+
+@dataclass(frozen=True)
+class SearchState:
+    """What a shared link carries: the query and the settings that shape its results."""
+
+    text: str = ""
+    model: str = CLIP_KEY
+    k: int = K_DEFAULT
+    blend: float = BLEND_DEFAULT
+    product: str = ""
+    catalog: str = ""
+
+
+def clean_text(text: str, max_chars: int = MAX_TEXT_CHARS) -> str:
+    """Printable characters only (any script, emoji, RTL), at most what the models read."""
+    return "".join(ch for ch in text if ch.isprintable() or ch == " ")[:max_chars]
+
+
+def _single(value: str | list[str] | None) -> str | None:
+    """A repeated parameter counts once (its last value), as st.query_params reads it."""
+    if isinstance(value, list):
+        return value[-1] if value else None
+    return value
+
+
+def from_query_params(
+    params: Mapping[str, str | list[str]], models: Sequence[str], catalogs: Sequence[str]
+) -> tuple[SearchState, list[str]]:
+    """The state a link asks for, and a note for each part of it that could not be used."""
+    state, notes = SearchState(catalog=catalogs[0] if catalogs else ""), []
+    raw = {field: _single(params.get(name)) for field, name in URL_NAMES.items()}
+    if raw[TEXT]:
+        state = replace(state, text=clean_text(raw[TEXT]).strip())
+    if raw[MODEL] is not None:
+        if raw[MODEL] in models:
+            state = replace(state, model=raw[MODEL])
+        else:
+            notes.append(f"The link names an unknown model; using {state.model}.")
+    if raw[K] is not None:
+        try:
+            state = replace(state, k=min(K_MAX, max(K_MIN, int(raw[K]))))
+        except ValueError:
+            notes.append(f"The link's number of results is not a number; showing {state.k}.")
+    if raw[BLEND] is not None:
+        try:
+            blend = float(raw[BLEND])
+            if blend != blend:  # NaN
+                raise ValueError
+            state = replace(state, blend=round(round(min(1.0, max(0.0, blend)) / BLEND_STEP) * BLEND_STEP, 2))
+        except ValueError:
+            notes.append(f"The link's blend weight is not a number; using {state.blend}.")
+    if raw[PRODUCT]:
+        state = replace(state, product=clean_text(raw[PRODUCT], MAX_PRODUCT_ID_CHARS).strip())
+    if raw[CATALOG] is not None:
+        if raw[CATALOG] in catalogs:
+            state = replace(state, catalog=raw[CATALOG])
+        else:
+            notes.append("The link names a catalog this server does not have; showing another one.")
+    return state, notes
+
+
+def to_query_params(state: SearchState, default_catalog: str) -> dict[str, str]:
+    """The URL parameters for a state: only what differs from the defaults, so links stay short."""
+    defaults = SearchState(catalog=default_catalog)
+    params = {}
+    for field in fields(SearchState):
+        value = getattr(state, field.name)
+        if value != getattr(defaults, field.name) and value != "":
+            params[URL_NAMES[field.name]] = f"{value:g}" if isinstance(value, float) else str(value)
+    return params
+
+
+def restore_once(models: Sequence[str], catalogs: Sequence[str]) -> None:
+    """On a session's first run, take the state from the URL; later runs keep the session's own."""
+    if st.session_state.get(_RESTORED):
+        return
+    state, notes = from_query_params(st.query_params.to_dict(), models, catalogs)
+    st.session_state.update({field.name: getattr(state, field.name) for field in fields(SearchState)})
+    if state.product:
+        st.session_state[IMAGE_SOURCE] = CATALOG_PRODUCT
+    st.session_state[URL_NOTES] = notes
+    st.session_state[_RESTORED] = True
+
+
+def ensure_defaults(catalogs: Sequence[str]) -> None:
+    """Give every shared key a value before its widget is drawn, on every page.
+
+    Assigning each key to itself marks it as set by the app, which keeps it when the user
+    goes to another page (Streamlit drops the state of widgets a page does not draw).
+    """
+    defaults = {field.name: getattr(SearchState(catalog=catalogs[0] if catalogs else ""), field.name)
+                for field in fields(SearchState)}
+    defaults |= {IMAGE_SOURCE: UPLOAD, THRESHOLD_ON: False, THRESHOLD: THRESHOLD_DEFAULT, CAPTIONS: True}
+    for key, default in defaults.items():
+        st.session_state[key] = st.session_state.get(key, default)
+    if catalogs and st.session_state[CATALOG] not in catalogs:
+        st.session_state[CATALOG] = catalogs[0]
+
+
+def current() -> SearchState:
+    """The shared part of the session's state, as the widgets hold it now."""
+    product = st.session_state[PRODUCT] if st.session_state.get(IMAGE_SOURCE) == CATALOG_PRODUCT else ""
+    return SearchState(
+        text=clean_text(st.session_state[TEXT] or "").strip(),
+        model=st.session_state[MODEL],
+        k=int(st.session_state[K]),
+        blend=float(st.session_state[BLEND]),
+        product=product,
+        catalog=st.session_state[CATALOG],
+    )
+
+
+def publish(state: SearchState, default_catalog: str) -> None:
+    """Write the state to the URL, only when it changed (each write is a message to the browser)."""
+    wanted = to_query_params(state, default_catalog)
+    if st.query_params.to_dict() != wanted:
+        st.query_params.from_dict(wanted)
