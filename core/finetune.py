@@ -306,10 +306,7 @@ def default_out(base: str) -> Path | None:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m core.finetune", description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = argparse.ArgumentParser(prog="python -m core.finetune", description=__doc__.split("\n\n")[0])
     source = parser.add_argument_group("catalog")
     source.add_argument("--images", type=Path, help="folder of product images")
     source.add_argument("--captions", type=Path, help="CSV with one row per image (id, caption, metadata)")
@@ -320,17 +317,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     source.add_argument("--limit", type=int, help="use only the first N catalog rows")
     parser.add_argument("--base", required=True, help="model key to start from")
     parser.add_argument("--out", type=Path, help="new model folder (default: $VITRINE_MODELS_DIR/<base>-finetuned)")
-    parser.add_argument("--epochs", type=int, default=FinetuneConfig.epochs)
-    parser.add_argument("--batch-size", type=int, default=FinetuneConfig.batch_size, help="pairs per batch (negatives + 1)")
-    parser.add_argument("--lr", type=float, default=FinetuneConfig.lr, help="AdamW learning rate (constant)")
-    parser.add_argument("--weight-decay", type=float, default=FinetuneConfig.weight_decay)
-    parser.add_argument("--val-fraction", type=float, default=FinetuneConfig.val_fraction, help="held-out share of products")
-    parser.add_argument("--patience", type=int, default=FinetuneConfig.patience, help="epochs without held-out improvement before stopping")
+    parser.add_argument("--epochs", type=int, default=FinetuneConfig.epochs, help="at most this many epochs (%(default)s)")
+    parser.add_argument("--batch-size", type=int, default=FinetuneConfig.batch_size,
+                        help="pairs per batch; each caption has batch-size - 1 negatives (%(default)s)")
+    parser.add_argument("--lr", type=float, default=FinetuneConfig.lr, help="constant AdamW learning rate (%(default)s)")
+    parser.add_argument("--weight-decay", type=float, default=FinetuneConfig.weight_decay, help="(%(default)s)")
+    parser.add_argument("--val-fraction", type=float, default=FinetuneConfig.val_fraction,
+                        help="held-out share of products (%(default)s)")
+    parser.add_argument("--patience", type=int, default=FinetuneConfig.patience,
+                        help="stop after this many epochs without held-out improvement (%(default)s)")
     parser.add_argument("--temperature", type=float, help="fix the softmax temperature (default: learn it from 0.07)")
     parser.add_argument("--freeze-image-tower", action="store_true", help="train only the text side of a CLIP model")
     parser.add_argument("--text-only-multilingual", action="store_true",
                         help="train only a text-only model (multilingual) against frozen CLIP image vectors")
-    parser.add_argument("--seed", type=int, default=FinetuneConfig.seed)
+    parser.add_argument("--seed", type=int, default=FinetuneConfig.seed, help="(%(default)s)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     parser.add_argument("--max-minutes", type=float, help="do not start an epoch that would end after this many minutes")
     parser.add_argument("--resume", action="store_true", help="continue from the last finished epoch in --out")

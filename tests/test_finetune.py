@@ -75,6 +75,13 @@ def test_a_short_fine_tune_lowers_held_out_loss_and_raises_recall(clip_run):
     assert after["recall_at_10"] >= before["recall_at_10"] + 0.15
     assert after["chance_recall_at_10"] == pytest.approx(10 / clip_run.held_out_pairs)
     assert clip_run.train_pairs + clip_run.held_out_pairs == FAST["limit"]
+    assert abs(clip_run.temperature - 0.07) > 1e-5  # learned unless fixed
+
+
+def test_a_fixed_temperature_stays_fixed(fashion_catalog, models_root):
+    config = FinetuneConfig(base=MULTILINGUAL_KEY, out=models_root / "fixed", epochs=1, temperature=0.05, **QUICK)
+    report = finetune(fashion_catalog, config, progress=False, log=quiet)
+    assert report.temperature == pytest.approx(0.05) and report.history[0]["temperature"] == pytest.approx(0.05)
 
 
 def test_the_output_is_a_model_in_the_base_layout_holding_the_best_weights(clip_run, models_root, fashion_catalog):
