@@ -123,7 +123,7 @@ def finetune(
     """Run (or resume) fine-tuning and write the model folder; see the module docstring."""
     started = time.perf_counter()
     spec, text_only = _check_config(config)
-    settings = config.resume_settings(catalog)
+    settings = {**config.resume_settings(catalog), "text_only": text_only}
     checkpoint_dir = config.out / CHECKPOINT_DIR
     resumed = load_checkpoint(checkpoint_dir, settings) if config.resume else None
     if resumed is None:
@@ -157,6 +157,37 @@ def finetune(
         best_weights = trainer.weights()
         _save(checkpoint_dir, state, trainer, best_weights)
 
+    stopped, best_weights = _run_epochs(trainer, state, best_weights, config, started, log)
+    trainer.load_weights(best_weights)
+    after = state.before if state.best_epoch == 0 else state.history[state.best_epoch - 1]
+    report = FinetuneReport(
+        model=config.out.name,
+        out=str(config.out),
+        base=config.base,
+        image_tower=_image_tower(spec, config, text_only),
+        device=device,
+        train_pairs=len(pairs.train),
+        held_out_pairs=len(pairs.held_out),
+        skipped=len(pairs.skipped),
+        epochs=state.epoch,
+        best_epoch=state.best_epoch,
+        stopped=stopped,
+        before=state.before,
+        after={name: after[name] for name in ("loss", "recall_at_10", "chance_recall_at_10")},
+        temperature=trainer.temperature.value,
+        seconds=time.perf_counter() - started,
+        history=state.history,
+    )
+    _write_model(model, spec, config, report)
+    return report
+
+
+def _run_epochs(
+    trainer: ContrastiveTrainer, state: TrainingState, best_weights: dict, config: FinetuneConfig, started: float,
+    log: Callable[[str], None],
+) -> tuple[str, dict]:
+    """Train until --epochs, early stopping or the time budget; checkpoint after every epoch.
+    Returns why training stopped and the best weights so far."""
     stopped, epoch_seconds = f"finished {config.epochs} epochs", []
     for epoch in range(state.epoch + 1, config.epochs + 1):
         if state.stale_epochs >= config.patience:
@@ -181,31 +212,9 @@ def finetune(
              "seconds": epoch_seconds[-1]}
         )
         state.scaler = trainer.scaler_state()
-        _save(checkpoint_dir, state, trainer, best_weights)
+        _save(config.out / CHECKPOINT_DIR, state, trainer, best_weights)
         log(_metrics_line(f"epoch {epoch} (train loss {train_loss:.3f})", metrics))
-
-    trainer.load_weights(best_weights)
-    after = state.before if state.best_epoch == 0 else state.history[state.best_epoch - 1]
-    report = FinetuneReport(
-        model=config.out.name,
-        out=str(config.out),
-        base=config.base,
-        image_tower=_image_tower(spec, config, text_only),
-        device=device,
-        train_pairs=len(pairs.train),
-        held_out_pairs=len(pairs.held_out),
-        skipped=len(pairs.skipped),
-        epochs=state.epoch,
-        best_epoch=state.best_epoch,
-        stopped=stopped,
-        before=state.before,
-        after={name: after[name] for name in ("loss", "recall_at_10", "chance_recall_at_10")},
-        temperature=trainer.temperature.value,
-        seconds=time.perf_counter() - started,
-        history=state.history,
-    )
-    _write_model(model, spec, config, report)
-    return report
+    return stopped, best_weights
 
 
 def _check_config(config: FinetuneConfig) -> tuple[ModelSpec, bool]:
