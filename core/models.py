@@ -2,7 +2,9 @@
 
 Both models live in one CLIP ViT-B/32 embedding space: the multilingual model only
 encodes text, and its images are the `clip-ViT-B-32` image vectors. Weights come from
-the hub, or, for offline use, from `$VITRINE_MODELS_DIR/<key>/`.
+the hub, or, for offline use, from `$VITRINE_MODELS_DIR/<key>/`. Every other folder
+there with a `vitrine.json` descriptor (a fine-tuned model, see core/finetune.py) is a
+model key too.
 
     python -m core.models download --to ./models
 """
@@ -10,15 +12,19 @@ the hub, or, for offline use, from `$VITRINE_MODELS_DIR/<key>/`.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import threading
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from core.descriptor import DESCRIPTOR_FILE, SELF_TOWER, DescriptorError, read_descriptor
 
 MODELS_DIR_ENV = "VITRINE_MODELS_DIR"
 CLIP_KEY = "clip-ViT-B-32"
@@ -65,17 +71,57 @@ class ModelLoadError(RuntimeError):
 
 
 def get_spec(key: str) -> ModelSpec:
-    """The registry entry for `key`, or a clear error listing the known keys."""
-    try:
-        return REGISTRY[key]
-    except KeyError:
-        known = ", ".join(REGISTRY)
-        raise ModelLoadError(f"Unknown model '{key}'. Known models: {known}.") from None
+    """The registry entry for `key` (hub or local), or a clear error listing the known keys."""
+    spec = REGISTRY.get(key) or local_models().get(key)
+    if spec is None:
+        known = ", ".join(known_spec.key for known_spec in available_models())
+        raise ModelLoadError(f"Unknown model '{key}'. Known models: {known}.")
+    return spec
 
 
 def available_models() -> list[ModelSpec]:
-    """Every model key a user can pick (the app's selector lists these)."""
-    return list(REGISTRY.values())
+    """Every model key a user can pick (the app's selector lists these): hub keys, then local ones."""
+    return [*REGISTRY.values(), *local_models().values()]
+
+
+def local_models() -> dict[str, ModelSpec]:
+    """Models under $VITRINE_MODELS_DIR that carry a descriptor, read afresh on each call so a
+    newly fine-tuned model shows up without a restart. A broken one is skipped with a warning."""
+    root = models_dir()
+    if root is None or not root.is_dir():
+        return {}
+    found: dict[str, ModelSpec] = {}
+    for folder in sorted(root.iterdir()):
+        if folder.name in REGISTRY or folder.name.startswith(".") or not (folder / DESCRIPTOR_FILE).is_file():
+            continue
+        try:
+            if not (folder / "modules.json").is_file():
+                raise DescriptorError("the folder has a descriptor but no modules.json")
+            descriptor = read_descriptor(folder)
+        except DescriptorError as err:
+            warnings.warn(f"Skipping model folder {folder}: {err}", stacklevel=2)
+            continue
+        tower = folder.name if descriptor.image_tower == SELF_TOWER else descriptor.image_tower
+        found[folder.name] = ModelSpec(
+            key=folder.name,
+            hub_id=str(folder),
+            encodes_images=descriptor.encodes_images,
+            image_tower=tower,
+            hint=descriptor.hint or f"Local model based on {descriptor.base}.",
+        )
+    towers = {**REGISTRY, **found}
+    usable = {}
+    for key, spec in found.items():
+        tower = towers.get(spec.image_tower)
+        if tower is None or tower.image_tower != tower.key:
+            warnings.warn(
+                f"Skipping model folder {root / key}: its image tower '{spec.image_tower}' is not a model "
+                "that encodes its own images.",
+                stacklevel=2,
+            )
+            continue
+        usable[key] = spec
+    return usable
 
 
 def models_dir() -> Path | None:
@@ -104,23 +150,27 @@ def _remedy() -> str:
     )
 
 
+def _model_source(spec: ModelSpec) -> tuple[str, bool]:
+    """Where the weights of `spec` come from (a local folder or a hub id), and whether offline."""
+    local_root = models_dir()
+    if local_root is None:
+        return spec.hub_id, os.environ.get("HF_HUB_OFFLINE") == "1"
+    folder = local_root / spec.key
+    if not (folder / "modules.json").is_file():
+        state = "is not a sentence-transformers folder (no modules.json)" if folder.is_dir() else "does not exist"
+        raise ModelLoadError(
+            f"Model '{spec.key}': {folder} {state}. {MODELS_DIR_ENV} must hold one sub-folder per model key. "
+            + _remedy()
+        )
+    return str(folder), True
+
+
 def _load_sentence_transformer(spec: ModelSpec, device: str):
     from sentence_transformers import SentenceTransformer
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    local_root = models_dir()
-    if local_root is not None:
-        folder = local_root / spec.key
-        if not (folder / "modules.json").is_file():
-            state = "is not a sentence-transformers folder (no modules.json)" if folder.is_dir() else "does not exist"
-            raise ModelLoadError(
-                f"Model '{spec.key}': {folder} {state}. {MODELS_DIR_ENV} must hold one sub-folder per model key. "
-                + _remedy()
-            )
-        source, offline = str(folder), True
-    else:
-        source, offline = spec.hub_id, os.environ.get("HF_HUB_OFFLINE") == "1"
+    source, offline = _model_source(spec)
     try:
         return SentenceTransformer(source, device=device, local_files_only=offline)
     except Exception as err:
@@ -142,6 +192,45 @@ def limit_aspect_ratio(image: Image.Image, max_ratio: float = MAX_ASPECT_RATIO) 
         top = (height - keep) // 2
         return image.crop((0, top, width, top + keep))
     return image
+
+
+def load_private_copy(key: str, device: str = "auto"):
+    """A fresh, uncached SentenceTransformer for `key`: fine-tuning changes its weights, so it
+    must never be the instance get_encoder hands to searches."""
+    return _load_sentence_transformer(get_spec(key), pick_device(device))
+
+
+def save_in_layout_of(base_key: str, model, out: Path) -> None:
+    """Save `model` with the folder layout and module type names of `base_key`'s modules.json,
+    so the copy loads through exactly the code path of the model it was fine-tuned from."""
+    source, offline = _model_source(get_spec(base_key))
+    layout = _source_file(source, offline, "modules.json")
+    if layout is None:
+        raise ModelLoadError(f"Model '{base_key}' has no modules.json at {source}; it cannot be copied.")
+    entries = json.loads(layout.read_text(encoding="utf-8"))
+    out.mkdir(parents=True, exist_ok=True)
+    for entry in entries:
+        folder = out / entry["path"]
+        folder.mkdir(parents=True, exist_ok=True)
+        model[int(entry["idx"])].save(str(folder))
+    (out / "modules.json").write_text(json.dumps(entries, indent=2), encoding="utf-8")
+    settings = _source_file(source, offline, "config_sentence_transformers.json")
+    if settings is not None:
+        (out / settings.name).write_bytes(settings.read_bytes())
+
+
+def _source_file(source: str, offline: bool, name: str) -> Path | None:
+    """One file of a model folder or hub repo, or None when it has no such file."""
+    if Path(source).is_dir():
+        path = Path(source) / name
+        return path if path.is_file() else None
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError
+
+    try:
+        return Path(hf_hub_download(source, name, local_files_only=offline))
+    except EntryNotFoundError:
+        return None
 
 
 class Encoder:
@@ -203,6 +292,8 @@ def download(target: Path, keys: Sequence[str] = tuple(REGISTRY)) -> list[Path]:
     folders = []
     for key in keys:
         spec = get_spec(key)
+        if key not in REGISTRY:
+            raise ModelLoadError(f"Model '{key}' is a local model ({spec.hub_id}); only hub models can be downloaded.")
         folder = target / key
         try:
             snapshot_download(spec.hub_id, local_dir=folder)
