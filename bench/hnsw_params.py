@@ -35,7 +35,8 @@ def exact_top_k(vectors: np.ndarray, queries: np.ndarray) -> np.ndarray:
 
 def measure(index: VectorIndex, queries: np.ndarray, truth: np.ndarray, ef: int) -> tuple[float, float]:
     index.graph.set_ef(ef)
-    found = [index.hnsw_search(q, K)[0][0] for q in queries[:50]]  # warm caches
+    for query in queries[:50]:  # warm caches
+        index.hnsw_search(query, K)
     timings, found = [], []
     for query in queries:
         started = time.perf_counter()
@@ -52,9 +53,11 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--queries", type=int, default=500)
     parser.add_argument("--grid", action="store_true", help="try several M / ef_construction (slow at 1M)")
+    parser.add_argument("--m", type=int, default=HnswParams.m)
+    parser.add_argument("--ef-construction", type=int, default=HnswParams.ef_construction)
     args = parser.parse_args()
     chosen = HnswParams()
-    builds = [(16, 100), (32, 200), (48, 200)] if args.grid else [(chosen.m, chosen.ef_construction)]
+    builds = [(16, 100), (32, 200), (48, 200)] if args.grid else [(args.m, args.ef_construction)]
     print(f"{'size':>8} {'M':>3} {'efC':>4} {'ef':>4} {'recall@10':>9} {'median ms':>9} {'build s':>8} {'load s':>7}")
     for size in (int(s) for s in args.sizes.split(",")):
         vectors = clustered_unit_vectors(size, args.dim)

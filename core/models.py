@@ -31,6 +31,7 @@ CLIP_KEY = "clip-ViT-B-32"
 MULTILINGUAL_KEY = "clip-ViT-B-32-multilingual-v1"
 # Longer text adds nothing (CLIP reads 77 tokens) and only costs tokenizer time.
 MAX_TEXT_CHARS = 1000
+PROBE_TEXT = "a photo of a red summer dress"
 # CLIP resizes the short side to 224 px, then keeps the centre square: a 40000x1 photo would first
 # grow to 8,960,000x224 px (gigabytes). Cropping such strips to 4:1 around the centre keeps the same
 # centre square at a bounded cost; photos up to 4:1 are untouched.
@@ -236,30 +237,60 @@ def _source_file(source: str, offline: bool, name: str) -> Path | None:
 class Encoder:
     """L2-normalised float32 vectors for texts and images of one model key."""
 
-    def __init__(self, spec: ModelSpec, model, image_encoder: Encoder | None) -> None:
+    def __init__(self, spec: ModelSpec, model, image_encoder: Encoder | None, fast: bool = False) -> None:
         self.spec = spec
         self.model = model
         self._image_encoder = image_encoder or self
         self.dim = int(model.get_embedding_dimension())
         self.device = str(model.device)
+        self.fast = fast
+        # One forward pass at a time per model: concurrent passes (many visitors of one Space
+        # process) would oversubscribe the cores and make every one of them slower.
+        self._forward_lock = threading.Lock()
 
     def encode_texts(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         clipped = [text[:MAX_TEXT_CHARS] for text in texts]
-        vectors = self.model.encode(
-            clipped, batch_size=batch_size, normalize_embeddings=True, show_progress_bar=False
-        )
+        with self._forward_lock:
+            vectors = self.model.encode(
+                clipped, batch_size=batch_size, normalize_embeddings=True, show_progress_bar=False
+            )
         return np.asarray(vectors, dtype=np.float32).reshape(len(clipped), self.dim)
 
     def encode_images(self, images: Sequence[Image.Image], batch_size: int = 32) -> np.ndarray:
         """Images go through this key's image tower (CLIP's, for the multilingual model)."""
         encoder = self._image_encoder
-        vectors = encoder.model.encode(
-            [limit_aspect_ratio(image) for image in images],
-            batch_size=batch_size,
-            normalize_embeddings=True,
-            show_progress_bar=False,
-        )
+        with encoder._forward_lock:
+            vectors = encoder.model.encode(
+                [limit_aspect_ratio(image) for image in images],
+                batch_size=batch_size,
+                normalize_embeddings=True,
+                show_progress_bar=False,
+            )
         return np.asarray(vectors, dtype=np.float32).reshape(len(images), encoder.dim)
+
+
+def probe_vector(encoder: Encoder) -> np.ndarray:
+    """The encoder's vector for a fixed sentence: a fingerprint of its exact weights."""
+    return encoder.encode_texts([PROBE_TEXT])[0]
+
+
+def load_encoder(key: str, device: str = "auto", fast: bool | None = None) -> Encoder:
+    """A newly loaded encoder; `fast` None follows VITRINE_FAST_PATH (see core/fastpath.py)."""
+    from core import fastpath
+
+    spec = get_spec(key)
+    resolved = pick_device(device)
+    if spec.image_tower == key:
+        tower = None
+    elif fast is None:
+        tower = get_encoder(spec.image_tower, resolved)
+    else:
+        tower = load_encoder(spec.image_tower, resolved, fast)
+    encoder = Encoder(spec, _load_sentence_transformer(spec, resolved), tower)
+    if resolved == "cpu" and fastpath.wanted(key, fast, lambda: probe_vector(encoder)):
+        encoder.model = fastpath.quantize(encoder.model)
+        encoder.fast = True
+    return encoder
 
 
 _cache: dict[tuple[str, str], Encoder] = {}
@@ -268,13 +299,11 @@ _cache_lock = threading.RLock()
 
 def get_encoder(key: str, device: str = "auto") -> Encoder:
     """The encoder for `key`, loaded once per process and device."""
-    spec = get_spec(key)
     resolved = pick_device(device)
     with _cache_lock:
         cached = _cache.get((key, resolved))
         if cached is None:
-            tower = None if spec.image_tower == key else get_encoder(spec.image_tower, resolved)
-            cached = Encoder(spec, _load_sentence_transformer(spec, resolved), tower)
+            cached = load_encoder(key, resolved)
             _cache[(key, resolved)] = cached
         return cached
 

@@ -28,11 +28,12 @@ from PIL import Image
 
 from core.images import ImageError, ImageSource, decode_image, read_image_bytes
 from core.index import IndexMismatchError, Manifest, VectorIndex, read_items, read_manifest
-from core.models import CLIP_KEY, Encoder, ModelLoadError, get_encoder, get_spec
+from core.models import CLIP_KEY, Encoder, ModelLoadError, get_encoder, get_spec, probe_vector
 
-PROBE_TEXT = "a photo of a red summer dress"
 PROBE_MIN_COSINE = 0.98
 RRF_K = 60
+# Query photos are decoded no larger than needed for CLIP's 224 px input (see decode_image).
+QUERY_DECODE_MIN_SIDE = 224
 MAX_K = 1000
 _TEXT_CACHE_SIZE = 512
 # Query photos by content hash: a rerun of the app, or the same photo sent again, is not re-encoded.
@@ -77,11 +78,6 @@ class _Query:
     text_vector: np.ndarray | None = None
     image_sha1: str | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
-
-
-def probe_vector(encoder: Encoder) -> np.ndarray:
-    """The encoder's vector for a fixed sentence: a fingerprint of its exact weights."""
-    return encoder.encode_texts([PROBE_TEXT])[0]
 
 
 class SearchEngine:
@@ -271,7 +267,7 @@ class SearchEngine:
             query.image_sha1 = hashlib.sha1(data).hexdigest()
             vector = self._known_image_vector(query.image_sha1)
             if vector is None:
-                image = decode_image(data)
+                image = decode_image(data, min_side=QUERY_DECODE_MIN_SIDE)
         decoded = time.perf_counter()
         if vector is None:
             vector = encoder.encode_images([image])[0]
