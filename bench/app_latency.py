@@ -21,25 +21,9 @@ from pathlib import Path
 
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-DATA = ROOT.parent / "shared" / "data" / "fashion-products"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-
-def prepare(work: Path, products: int) -> None:
-    from core.build_index import build_index
-    from core.catalog import from_folder
-    from core.random_models import make_models
-
-    models = work / "models"
-    if not (models / "clip-ViT-B-32" / "modules.json").is_file():
-        make_models(models, "full")
-    os.environ["VITRINE_MODELS_DIR"] = str(models)
-    index = work / f"index-{products}"
-    if not (index / "fashion" / "manifest.json").is_file():
-        catalog = from_folder(DATA / "images", DATA / "products.csv", name="fashion")
-        build_index(catalog, index / "fashion", limit=products, progress=True)
-    os.environ["VITRINE_INDEX_DIR"] = str(index)
+from bench.setup import DATA, DEFAULT_WORK, ROOT, prepare  # noqa: E402
 
 
 def timed(action) -> float:
@@ -66,7 +50,7 @@ def fresh_photo(seed: int) -> bytes:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--products", type=int, default=500)
-    parser.add_argument("--work", type=Path, default=Path("/tmp/vitrine-bench"))
+    parser.add_argument("--work", type=Path, default=DEFAULT_WORK)
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
     prepare(args.work, args.products)

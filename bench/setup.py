@@ -1,0 +1,87 @@
+"""Full-size random models and an index over the shared photos, made once and reused by benches.
+
+Random weights in the real architectures (a ViT-B/32 CLIP, a DistilBERT-multilingual-sized
+text encoder) cost exactly what the trained models cost to run.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data" / "fashion-products"
+DEFAULT_WORK = Path("/tmp/vitrine-bench")
+
+
+def prepare(work: Path, products: int) -> Path:
+    """Point VITRINE_MODELS_DIR / VITRINE_INDEX_DIR at benchmark models and an index; return the index folder."""
+    from core.build_index import build_index
+    from core.catalog import from_folder
+    from core.random_models import make_models
+
+    models = work / "models"
+    if not (models / "clip-ViT-B-32" / "modules.json").is_file():
+        make_models(models, "full")
+    os.environ["VITRINE_MODELS_DIR"] = str(models)
+    index = work / f"index-{products}"
+    if not (index / "fashion" / "manifest.json").is_file():
+        catalog = from_folder(DATA / "images", DATA / "products.csv", name="fashion")
+        build_index(catalog, index / "fashion", limit=products, progress=True)
+    os.environ["VITRINE_INDEX_DIR"] = str(index)
+    return index / "fashion"
+
+
+def synthetic_index(work: Path, size: int, caption_models: tuple[str, ...] = ()) -> Path:
+    """An index folder of `size` synthetic products (clustered 512-d vectors), made once under `work`.
+
+    Its graph uses the default M (what load time and memory depend on) with a small
+    ef_construction, so making a 200k folder takes minutes, not an hour.
+    """
+    import datetime as dt
+    import json
+
+    import numpy as np
+    import pandas as pd
+
+    from bench.vectors import clustered_unit_vectors
+    from core.index import HnswParams, IndexEntry, Manifest, VectorIndex, write_items, write_manifest
+    from core.models import CLIP_KEY, get_encoder, probe_vector
+
+    folder = work / f"synthetic-{size}-{'-'.join(caption_models) or 'images'}"
+    if (folder / "manifest.json").is_file():
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    params = HnswParams(ef_construction=40)
+    entries = []
+    for seed, (modality, key) in enumerate([("image", CLIP_KEY), *(("caption", k) for k in caption_models)]):
+        vectors = clustered_unit_vectors(size, 512, seed=seed)
+        entry = IndexEntry(encoder=key, modality=modality, dim=512, count=size)
+        VectorIndex.build(vectors, params).save(folder, entry.stem)
+        entries.append(entry)
+    ids = [str(100000 + i) for i in range(size)]
+    write_items(
+        folder,
+        pd.DataFrame(
+            {
+                "id": ids,
+                "caption": [f"Synthetic product {i}" for i in ids],
+                "image_path": "",
+                "thumbnail": "",
+                "sha1": ids,
+                "metadata": json.dumps({"masterCategory": "Apparel", "baseColour": "Blue"}),
+            }
+        ),
+    )
+    models = {key: {"dim": 512, "probe": probe_vector(get_encoder(key)).tolist()} for key in {CLIP_KEY, *caption_models}}
+    write_manifest(
+        folder,
+        Manifest(
+            catalog={"name": folder.name, "source": "synthetic", "items": size, "products": size},
+            hnsw=HnswParams(),
+            entries=entries,
+            created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            models=models,
+        ),
+    )
+    return folder
