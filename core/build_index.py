@@ -30,6 +30,7 @@ from core.pipeline.executor import BuildJob, Executor, LocalExecutor, plan_shard
 from core.pipeline.progress import BuildProgress
 from core.pipeline.work import WorkFolder
 from core.pipeline.writer import ShardWriter, intact_shards
+from core.sample import sample_catalog
 from core.search import probe_vector
 
 # A shard is this many batches: on a laptop CPU about two minutes of work to redo after a
@@ -177,10 +178,12 @@ def _count(text: str) -> int:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m core.build_index", description=__doc__.split("\n\n")[0])
-    source = parser.add_argument_group("catalog (one of: --images [--captions], --parquet)")
+    source = parser.add_argument_group("catalog (one of: --images [--captions], --parquet, --sample)")
     source.add_argument("--images", type=Path, help="folder of product images")
     source.add_argument("--captions", type=Path, help="CSV with one row per image (id, caption, metadata)")
     source.add_argument("--parquet", type=Path, nargs="+", default=[], help="parquet files (HF fashion schema)")
+    source.add_argument("--sample", type=_positive, metavar="N",
+                        help="download the first N products of the Hugging Face fashion dataset and index them")
     source.add_argument("--id-column", default="id")
     source.add_argument("--caption-column", help="default: caption, productDisplayName, title, name or description")
     source.add_argument("--filename-column", help="image file per row; default: the image named after the id")
@@ -201,15 +204,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def _catalog(args: argparse.Namespace) -> Catalog:
-    return load_catalog(
-        images=args.images,
-        captions=args.captions,
-        parquet=args.parquet,
-        id_column=args.id_column,
-        caption_column=args.caption_column,
-        filename_column=args.filename_column,
-        name=args.out.name,
-    )
+    if args.sample is None:
+        return load_catalog(
+            images=args.images,
+            captions=args.captions,
+            parquet=args.parquet,
+            id_column=args.id_column,
+            caption_column=args.caption_column,
+            filename_column=args.filename_column,
+            name=args.out.name,
+        )
+    if args.images or args.captions or args.parquet:
+        raise CatalogError("give either --sample N or your own catalog (--images or --parquet), not both")
+    return sample_catalog(args.sample)
 
 
 def main(argv: list[str] | None = None) -> int:

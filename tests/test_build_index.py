@@ -96,6 +96,7 @@ def test_cli_options_reach_the_build(tiny_models, fashion_dir, tmp_path, capsys)
         (["--device", "cuda"], "no such device"),
         (["--models", ""], "No model given"),
         (["--models", "clip-ViT-B-32,gpt-5"], "Unknown model"),
+        (["--sample", "5"], "not both"),
     ],
 )
 def test_cli_refuses_what_it_cannot_do(tiny_models, fashion_dir, tmp_path, capsys, extra, message):
@@ -111,7 +112,7 @@ def test_cli_refuses_what_it_cannot_do(tiny_models, fashion_dir, tmp_path, capsy
     assert not any(tmp_path.iterdir())
 
 
-@pytest.mark.parametrize("option", ["--batch-size", "--limit", "--shard-size", "--workers"])
+@pytest.mark.parametrize("option", ["--batch-size", "--limit", "--shard-size", "--workers", "--sample"])
 def test_cli_rejects_impossible_numbers(option, capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli.parse_args(["--out", "x", option, "-1"])
