@@ -103,10 +103,7 @@ def build_index(
     precision = resolve_precision(precision, device)
     captions = tuple(models) if any(item.caption for item in items) else ()
     config = EncoderConfig(image_model, captions, device, precision, batch_size)
-    model_facts = {}
-    for key in models:
-        encoder = get_encoder(key, device)
-        model_facts[key] = {"dim": encoder.dim, "probe": probe_vector(encoder).round(6).tolist()}
+    model_facts = _model_facts(models, device)
     shard_size = shard_size or batch_size * SHARD_BATCHES
     fingerprint = catalog.fingerprint()
     work = WorkFolder(out, {
@@ -148,6 +145,15 @@ def build_index(
         out, indexed, skipped, time.perf_counter() - started, tracker.seconds, tracker.items,
         shards=len(plan), resumed_shards=len(done),
     )
+
+
+def _model_facts(models: Sequence[str], device: str) -> dict[str, dict]:
+    """Per model: its dimension and a probe vector that recognises its exact weights later."""
+    facts = {}
+    for key in models:
+        encoder = get_encoder(key, device)
+        facts[key] = {"dim": encoder.dim, "probe": probe_vector(encoder).round(6).tolist()}
+    return facts
 
 
 def _image_tower(models: Sequence[str]) -> str:

@@ -12,8 +12,10 @@ from PIL import Image
 
 from core import build_index as cli
 from core.build_index import build_index
-from core.catalog import CatalogItem, from_folder
+from core.catalog import Catalog, CatalogError, CatalogItem, from_folder
 from core.index import read_manifest
+from core.models import ModelLoadError
+from core.pipeline import BuildError
 from core.pipeline.thumbnails import THUMBNAIL_PX
 
 GOOD = 6
@@ -126,3 +128,23 @@ def test_a_catalog_without_a_readable_photo_writes_nothing(tiny_models, tmp_path
     assert cli.main(["--images", str(images), "--out", str(tmp_path / "idx")]) == 2
     assert "No image of" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["images"]
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "message"),
+    [
+        ({"batch_size": 0}, BuildError, "at least 1"),
+        ({"workers": -1}, BuildError, "at least 0"),
+        ({"precision": "fp8"}, BuildError, "Unknown precision"),
+        ({"limit": 3, "models": ["clip-ViT-B-32", "nope"]}, ModelLoadError, "Unknown model"),
+    ],
+)
+def test_build_api_refuses_bad_options(tiny_models, fashion_catalog, tmp_path, options, error, message):
+    with pytest.raises(error, match=message):
+        build_index(fashion_catalog, tmp_path / "idx", progress=False, **{"limit": 3, **options})
+    assert not any(tmp_path.iterdir())
+
+
+def test_an_empty_catalog_is_refused(tiny_models, tmp_path):
+    with pytest.raises(CatalogError, match="holds no product"):
+        build_index(Catalog("empty", "an empty folder", [], []), tmp_path / "idx", progress=False)

@@ -9,6 +9,7 @@ method with the same stage objects, and the rest of the build does not change.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -88,9 +89,9 @@ def default_workers(device: torch.device) -> int:
 class LocalExecutor:
     """Reader in DataLoader worker processes (one torch thread each), encoder and writer in this process."""
 
-    def __init__(self, workers: int | None = None, prefetch_batches: int = 4) -> None:
+    def __init__(self, workers: int | None = None, ready_batches: int = 4) -> None:
         self.workers = workers
-        self.prefetch_batches = prefetch_batches
+        self.ready_batches = ready_batches  # decoded batches kept waiting for the encoder, across workers
 
     def run(self, job: BuildJob, progress: BuildProgress) -> None:
         if not job.shards:
@@ -103,7 +104,7 @@ class LocalExecutor:
             batch_size=None,
             num_workers=workers,
             pin_memory=stage.tower.device.type == "cuda",
-            prefetch_factor=self.prefetch_batches if workers else None,
+            prefetch_factor=max(2, math.ceil(self.ready_batches / workers)) if workers else None,
         )
         sizes = {shard.number: len(shard) for shard in job.shards}
         buffer = ShardBuffer()
