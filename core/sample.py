@@ -54,8 +54,10 @@ def sample_catalog(n: int, cache_dir: Path | None = None) -> Catalog:
 def _parquet_files(cache: Path) -> list[str]:
     """The dataset's parquet files in row order; the listing is cached next to the files."""
     listing = cache / _FILE_LIST
-    if listing.is_file():
+    try:
         return json.loads(listing.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # not cached yet, or cut short: ask the hub
+        pass
     from huggingface_hub import HfApi
 
     try:

@@ -118,6 +118,8 @@ def test_damaged_cache_and_bad_counts_are_refused(hub, tmp_path):
     with pytest.raises(CatalogError, match="at least 1"):
         sample_catalog(0, tmp_path / "cache")
     sample_catalog(5, tmp_path / "cache")
+    (tmp_path / "cache" / "files.json").write_text('["data/tr')  # a listing cut short is fetched again
+    assert len(sample_catalog(5, tmp_path / "cache").items) == 5
     (tmp_path / "cache" / FILES[0]).write_bytes(b"PAR1 cut short")
     with pytest.raises(CatalogError, match="damaged.*Delete"):
         sample_catalog(5, tmp_path / "cache")
