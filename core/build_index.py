@@ -1,49 +1,42 @@
-"""Offline index builder: catalog -> decoded images and captions -> vectors -> index folder.
+"""Offline index builder: catalog -> reader -> encoder -> writer -> index folder.
 
     python -m core.build_index --images ../shared/data/fashion-products/images \\
         --captions ../shared/data/fashion-products/products.csv --out index_data/fashion
 
-The folder is assembled in a staging folder beside the target and swapped in only when
-complete, so the app never sees a half-built index. Bad rows are skipped and reported.
+The stages live in core/pipeline/: worker processes decode and preprocess photos, the
+model encodes batches on the device, finished shards go to a work folder beside the
+target. A build killed at any moment continues from its last finished shard when run
+again with the same arguments; the index folder is assembled from the shards and swapped
+in only when complete. Bad rows are skipped and listed in <out>/skipped.csv.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime as dt
-import hashlib
-import io
-import json
-import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-from PIL import Image
-from tqdm import tqdm
-
 from core.catalog import Catalog, CatalogError, SkippedRow, load_catalog
-from core.images import ImageError, decode_image
-from core.index import (
-    THUMBNAILS_DIR,
-    HnswParams,
-    IndexEntry,
-    Manifest,
-    VectorIndex,
-    replace_folder,
-    write_items,
-    write_manifest,
-)
+from core.index import HnswParams, Manifest, replace_folder
 from core.models import REGISTRY, ModelLoadError, get_encoder, get_spec
-from core.search import probe_vector
+from core.pipeline import BuildError
+from core.pipeline.assemble import REPORT_FILE, assemble_index
+from core.pipeline.encoder import PRECISIONS, EncoderConfig, resolve_device, resolve_precision
+from core.pipeline.executor import BuildJob, Executor, LocalExecutor, plan_shards
+from core.pipeline.progress import BuildProgress
+from core.pipeline.work import WorkFolder
+from core.pipeline.writer import ShardWriter, intact_shards
+from core.sample import sample_catalog
+from core.models import probe_vector
 
-REPORT_FILE = "skipped.csv"
-THUMBNAIL_PX = 256
+# A shard is this many batches: on a laptop CPU about two minutes of work to redo after a
+# kill; on a GPU few enough files that flushing each shard to disk costs nothing.
+SHARD_BATCHES = 16
+SHARD_FORMAT = 1  # bump when the shard files change: older work folders are then not reused
 
 
 @dataclass
@@ -53,25 +46,26 @@ class BuildSummary:
     skipped: list[SkippedRow]
     seconds: float
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    stage_items: dict[str, int] = field(default_factory=dict)  # rows (vectors, for index) each clock covers
+    shards: int = 0
+    resumed_shards: int = 0  # shards a killed earlier run had finished, reused as they were
 
     def describe(self) -> str:
         rate = self.indexed / self.seconds if self.seconds else 0.0
         lines = [f"Indexed {self.indexed} images into {self.out} in {self.seconds:.1f} s ({rate:.1f} images/s)."]
-        if self.stage_seconds:
-            lines.append("Stages: " + ", ".join(f"{k} {v:.1f} s" for k, v in self.stage_seconds.items()))
+        stages = [self._stage(name, seconds) for name, seconds in self.stage_seconds.items() if seconds > 0]
+        if stages:
+            lines.append("Stages: " + ", ".join(stages) + ".")
+        if self.resumed_shards:
+            lines.append(f"Continued an interrupted build: {self.resumed_shards} of {self.shards} shards were already done.")
         if self.skipped:
             lines.append(f"Skipped {len(self.skipped)} rows (see {self.out / REPORT_FILE}), e.g.:")
             lines += [f"  {row.row}: {row.reason}" for row in self.skipped[:5]]
         return "\n".join(lines)
 
-
-def thumbnail_bytes(image: Image.Image, size: int = THUMBNAIL_PX) -> bytes:
-    """A small WebP so the result grid never decodes full-size photos."""
-    thumb = image.copy()
-    thumb.thumbnail((size, size))
-    buffer = io.BytesIO()
-    thumb.save(buffer, format="WEBP", quality=82, method=4)
-    return buffer.getvalue()
+    def _stage(self, name: str, seconds: float) -> str:
+        unit = {"decode": "images/s per worker", "index": "vectors/s"}.get(name, "images/s")
+        return f"{name} {seconds:.1f} s ({self.stage_items.get(name, 0) / seconds:.0f} {unit})"
 
 
 def build_index(
@@ -85,151 +79,139 @@ def build_index(
     limit: int | None = None,
     progress: bool = True,
     on_progress: Callable[[str, int, int], None] | None = None,
+    workers: int | None = None,
+    precision: str = "auto",
+    shard_size: int | None = None,
+    executor: Executor | None = None,
 ) -> BuildSummary:
     """Embed a catalog with the given models and write a complete index folder at `out`.
 
-    `on_progress(stage, done, total)` lets a UI show the same progress the CLI's bar shows.
+    `on_progress(stage, done, total)` lets a UI show the same progress the CLI's bar shows
+    ("images" while photos are encoded, then "index" per vector file). `workers` reader
+    processes (default: one on a CPU, all cores but one with a GPU); `precision` auto is
+    fp16 on CUDA, fp32 elsewhere; `executor` runs the stages (default: this machine).
     """
     started = time.perf_counter()
-    specs = [get_spec(key) for key in models]
-    towers = {spec.image_tower for spec in specs}
-    if len(towers) != 1:
-        raise ModelLoadError(f"Models {', '.join(models)} use different image towers; build one index per tower.")
-    tower = get_encoder(towers.pop(), device)
     out = Path(out)
-    staging = out.with_name(f".{out.name}.staging")
-    shutil.rmtree(staging, ignore_errors=True)
-    (staging / THUMBNAILS_DIR).mkdir(parents=True)
-
+    if batch_size < 1 or (shard_size is not None and shard_size < 1) or (workers is not None and workers < 0):
+        raise BuildError("batch size and shard size must be at least 1, workers at least 0.")
     items = catalog.items[:limit] if limit else catalog.items
-    skipped = list(catalog.skipped)
-    rows, vectors = [], []
-    timer = {"decode": 0.0, "encode": 0.0, "index": 0.0}
-    bar = tqdm(total=len(items), unit="img", desc="images", disable=not progress)
-    for start in range(0, len(items), batch_size):
-        batch, images = [], []
-        t0 = time.perf_counter()
-        for item in items[start : start + batch_size]:
-            try:
-                data = item.read_bytes()
-                image = decode_image(data)
-            except (ImageError, OSError) as err:
-                skipped.append(SkippedRow(row=f"{item.id} ({item.image_path or 'embedded image'})", reason=str(err)))
-                continue
-            row = len(rows) + len(batch)
-            (staging / THUMBNAILS_DIR / f"{row}.webp").write_bytes(thumbnail_bytes(image))
-            batch.append((item, hashlib.sha1(data).hexdigest(), f"{THUMBNAILS_DIR}/{row}.webp"))
-            images.append(image)
-        t1 = time.perf_counter()
-        if images:
-            vectors.append(tower.encode_images(images, batch_size=batch_size))
-        timer["decode"] += t1 - t0
-        timer["encode"] += time.perf_counter() - t1
-        rows += batch
-        bar.update(len(items[start : start + batch_size]))
-        if on_progress is not None:
-            on_progress("images", min(start + batch_size, len(items)), len(items))
-    bar.close()
-    if not rows:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise CatalogError(f"No image of {catalog.source} could be read; nothing to index.")
-
-    table = pd.DataFrame(
-        {
-            "id": [item.id for item, _, _ in rows],
-            "caption": [item.caption or "" for item, _, _ in rows],
-            "image_path": [str(item.image_path) if item.image_path else "" for item, _, _ in rows],
-            "thumbnail": [thumb for _, _, thumb in rows],
-            "sha1": [sha1 for _, sha1, _ in rows],
-            "metadata": [json.dumps(item.metadata, ensure_ascii=False) for item, _, _ in rows],
-        }
-    )
-    image_vectors = np.concatenate(vectors)
-    entries = [_write_vectors(staging, image_vectors, tower.spec.key, "image", params, timer)]
-    model_facts = {}
-    has_captions = bool((table["caption"] != "").any())
-    for spec in specs:
-        encoder = get_encoder(spec.key, device)
-        model_facts[spec.key] = {"dim": encoder.dim, "probe": probe_vector(encoder).round(6).tolist()}
-        if has_captions:
-            t0 = time.perf_counter()
-            caption_vectors = _encode_captions(encoder, table["caption"].tolist(), batch_size, progress)
-            timer["encode"] += time.perf_counter() - t0
-            entries.append(_write_vectors(staging, caption_vectors, spec.key, "caption", params, timer))
-
-    write_items(staging, table)
-    _write_report(staging / REPORT_FILE, skipped)
-    write_manifest(
-        staging,
-        Manifest(
-            catalog={
-                "name": catalog.name,
-                "source": catalog.source,
-                "fingerprint": catalog.fingerprint(),
-                "items": len(table),
-                "products": int(table["id"].nunique()),
-                "skipped": len(skipped),
-            },
+    if not items:
+        raise CatalogError(f"{catalog.source} holds no product with an image; nothing to index.")
+    image_model = _image_tower(models)
+    device = resolve_device(device)
+    precision = resolve_precision(precision, device)
+    captions = tuple(models) if any(item.caption for item in items) else ()
+    config = EncoderConfig(image_model, captions, device, precision, batch_size)
+    model_facts = _model_facts(models, device)
+    shard_size = shard_size or batch_size * SHARD_BATCHES
+    fingerprint = catalog.fingerprint()
+    work = WorkFolder(out, {
+        "format": SHARD_FORMAT, "catalog": fingerprint, "rows": len(items), "models": model_facts,
+        "image_model": image_model, "captions": list(captions), "device": device, "precision": precision,
+        "batch_size": batch_size, "shard_size": shard_size,
+    })
+    plan = plan_shards(len(items), shard_size)
+    with work.locked():
+        done = intact_shards(work.shards, config.stems, {shard.number: len(shard) for shard in plan})
+        pending = [shard for shard in plan if shard.number not in done]
+        tracker = BuildProgress(
+            len(items), len(items) - sum(map(len, pending)), show=progress, on_progress=on_progress
+        )
+        try:
+            (executor or LocalExecutor(workers)).run(
+                BuildJob(items, pending, batch_size, config, ShardWriter(work.shards)), tracker
+            )
+        finally:
+            tracker.close()
+        manifest = Manifest(
+            catalog={"name": catalog.name, "source": catalog.source, "fingerprint": fingerprint},
             hnsw=params,
-            entries=entries,
+            entries=[],
             created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             models=model_facts,
-        ),
+        )
+        try:
+            indexed, skipped = assemble_index(
+                work.staging, items, work.shards, [shard.number for shard in plan], config,
+                params=params, manifest=manifest, skipped=catalog.skipped, progress=tracker,
+            )
+        except CatalogError:
+            work.remove()  # nothing readable: the same arguments would fail the same way
+            raise
+        replace_folder(work.staging, out)
+    work.remove()
+    return BuildSummary(
+        out, indexed, skipped, time.perf_counter() - started, tracker.seconds, tracker.items,
+        shards=len(plan), resumed_shards=len(done),
     )
-    replace_folder(staging, out)
-    return BuildSummary(out, len(table), skipped, time.perf_counter() - started, timer)
 
 
-def _encode_captions(encoder, captions: list[str], batch_size: int, progress: bool) -> np.ndarray:
-    """Caption vectors in row order; rows without a caption get a zero vector that matches nothing."""
-    vectors = np.zeros((len(captions), encoder.dim), dtype=np.float32)
-    present = [i for i, caption in enumerate(captions) if caption]
-    step = max(64, batch_size)
-    for start in tqdm(range(0, len(present), step), desc=f"captions {encoder.spec.key}", disable=not progress):
-        chunk = present[start : start + step]
-        vectors[chunk] = encoder.encode_texts([captions[i] for i in chunk], batch_size=step)
-    return vectors
+def _model_facts(models: Sequence[str], device: str) -> dict[str, dict]:
+    """Per model: its dimension and a probe vector that recognises its exact weights later."""
+    facts = {}
+    for key in models:
+        encoder = get_encoder(key, device)
+        facts[key] = {"dim": encoder.dim, "probe": probe_vector(encoder).round(6).tolist()}
+    return facts
 
 
-def _write_vectors(folder: Path, vectors: np.ndarray, encoder: str, modality: str, params: HnswParams, timer) -> IndexEntry:
-    t0 = time.perf_counter()
-    entry = IndexEntry(encoder=encoder, modality=modality, dim=int(vectors.shape[1]), count=len(vectors))
-    VectorIndex.build(vectors, params).save(folder, entry.stem)
-    timer["index"] += time.perf_counter() - t0
-    return entry
+def _image_tower(models: Sequence[str]) -> str:
+    """The one image tower all the given models share (one image index per build)."""
+    if not models:
+        raise ModelLoadError("No model given: pass at least one model key with --models.")
+    towers = {get_spec(key).image_tower for key in models}
+    if len(towers) != 1:
+        raise ModelLoadError(
+            f"Models {', '.join(models)} do not share one image tower; build one index per tower."
+        )
+    return towers.pop()
 
 
-def _write_report(path: Path, skipped: list[SkippedRow]) -> None:
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["row", "reason"])
-        writer.writerows((row.row, row.reason) for row in skipped)
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
+    return value
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m core.build_index", description=__doc__.split("\n\n")[0])
-    source = parser.add_argument_group("catalog")
+    source = parser.add_argument_group("catalog (one of: --images [--captions], --parquet, --sample)")
     source.add_argument("--images", type=Path, help="folder of product images")
     source.add_argument("--captions", type=Path, help="CSV with one row per image (id, caption, metadata)")
     source.add_argument("--parquet", type=Path, nargs="+", default=[], help="parquet files (HF fashion schema)")
+    source.add_argument("--sample", type=_positive, metavar="N",
+                        help="download the first N products of the Hugging Face fashion dataset and index them")
     source.add_argument("--id-column", default="id")
     source.add_argument("--caption-column", help="default: caption, productDisplayName, title, name or description")
     source.add_argument("--filename-column", help="image file per row; default: the image named after the id")
     parser.add_argument("--out", type=Path, required=True, help="index folder to write, e.g. index_data/shop")
-    parser.add_argument("--models", default=",".join(REGISTRY), help="comma-separated model keys")
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--m", type=int, default=HnswParams.m, help="HNSW graph degree")
-    parser.add_argument("--ef-construction", type=int, default=HnswParams.ef_construction)
-    parser.add_argument("--ef-search", type=int, default=HnswParams.ef_search)
-    parser.add_argument("--limit", type=int, help="index only the first N catalog rows")
+    parser.add_argument("--models", default=",".join(REGISTRY), help="comma-separated model keys (default: both)")
+    run = parser.add_argument_group("how the build runs")
+    run.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    run.add_argument("--precision", default="auto", choices=PRECISIONS, help="auto: fp16 on CUDA, fp32 elsewhere")
+    run.add_argument("--batch-size", type=_positive, default=32)
+    run.add_argument("--workers", type=_count, help="reader processes (default: 1 on CPU, cores-1 with a GPU)")
+    run.add_argument("--shard-size", type=_positive, help=f"rows per resumable shard (default: {SHARD_BATCHES} batches)")
+    run.add_argument("--limit", type=_positive, help="index only the first N catalog rows")
+    hnsw = parser.add_argument_group("HNSW graph")
+    hnsw.add_argument("--m", type=_positive, default=HnswParams.m, help="graph degree")
+    hnsw.add_argument("--ef-construction", type=_positive, default=HnswParams.ef_construction)
+    hnsw.add_argument("--ef-search", type=_positive, default=HnswParams.ef_search)
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    try:
-        catalog = load_catalog(
+def _catalog(args: argparse.Namespace) -> Catalog:
+    if args.sample is None:
+        return load_catalog(
             images=args.images,
             captions=args.captions,
             parquet=args.parquet,
@@ -238,14 +220,32 @@ def main(argv: list[str] | None = None) -> int:
             filename_column=args.filename_column,
             name=args.out.name,
         )
-        models = [key.strip() for key in args.models.split(",") if key.strip()]
-        params = HnswParams(m=args.m, ef_construction=args.ef_construction, ef_search=args.ef_search)
+    if args.images or args.captions or args.parquet:
+        raise CatalogError("give either --sample N or your own catalog (--images or --parquet), not both")
+    return sample_catalog(args.sample)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
         summary = build_index(
-            catalog, args.out, models, params, device=args.device, batch_size=args.batch_size, limit=args.limit
+            _catalog(args),
+            args.out,
+            [key.strip() for key in args.models.split(",") if key.strip()],
+            HnswParams(m=args.m, ef_construction=args.ef_construction, ef_search=args.ef_search),
+            device=args.device,
+            batch_size=args.batch_size,
+            limit=args.limit,
+            workers=args.workers,
+            precision=args.precision,
+            shard_size=args.shard_size,
         )
-    except (CatalogError, ModelLoadError) as err:
+    except (CatalogError, ModelLoadError, BuildError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted: run the same command again to continue where the build stopped.", file=sys.stderr)
+        return 130
     print(summary.describe())
     return 0
 

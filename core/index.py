@@ -41,6 +41,11 @@ class HnswParams:
     ef_search: int = 256
 
 
+def vector_stem(modality: str, encoder: str) -> str:
+    """File name (without suffix) of the vectors one encoder made from one modality."""
+    return f"{modality}__{encoder}"
+
+
 @dataclass(frozen=True)
 class IndexEntry:
     """One vector file of an index folder: which encoder made it, from which modality."""
@@ -52,7 +57,7 @@ class IndexEntry:
 
     @property
     def stem(self) -> str:
-        return f"{self.modality}__{self.encoder}"
+        return vector_stem(self.modality, self.encoder)
 
 
 @dataclass

@@ -1,0 +1,19 @@
+"""The index builder's pipeline: reader -> encoder -> writer, driven by a swappable executor.
+
+    reader.py     catalog rows -> decoded, preprocessed pixels + thumbnails (worker processes)
+    encoder.py    pixels and captions -> unit vectors on the device (autocast, pinned memory)
+    writer.py     vectors + row records -> one shard folder on disk, written atomically
+    executor.py   what drives the three stages: LocalExecutor (DataLoader workers) now;
+                  a distributed engine implements the same `Executor.run(job, progress)`
+    work.py       the resumable work folder: keyed by the build arguments, locked, shards
+    assemble.py   finished shards -> thumbnails, items table, hnswlib files, manifest, swap
+    progress.py   the bar, the on_progress callback and the per-stage clocks
+    thumbnails.py the small WebP beside the index that the result grid shows
+
+Each stage is a plain object or function over plain data, so another executor can run
+it elsewhere (a Ray Data task, an actor) without the others coming along.
+"""
+
+
+class BuildError(RuntimeError):
+    """A build that cannot start or go on as asked (device, lock); the message says what to do."""

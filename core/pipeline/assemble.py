@@ -1,0 +1,104 @@
+"""Assembly: finished shards -> the index folder, then the swap onto the target.
+
+Runs once every shard is done, inside the work folder, and writes what core/search.py
+reads: thumbnails, the items table, one .npy + .hnsw per vector file, the skipped-rows
+report and, last, the manifest. Only a complete folder replaces the existing index.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from core.catalog import CatalogError, CatalogItem, SkippedRow
+from core.index import THUMBNAILS_DIR, HnswParams, IndexEntry, Manifest, VectorIndex, write_items, write_manifest
+from core.pipeline.encoder import EncoderConfig
+from core.pipeline.progress import BuildProgress
+from core.pipeline.thumbnails import thumbnail_path
+from core.pipeline.writer import read_shard
+
+REPORT_FILE = "skipped.csv"
+
+
+def row_label(item: CatalogItem) -> str:
+    """How a skipped row is named in the report: the product id and where its photo was."""
+    return f"{item.id} ({item.image_path or 'embedded image'})"
+
+
+def assemble_index(
+    staging: Path,
+    items: Sequence[CatalogItem],
+    shard_folder: Path,
+    shards: Sequence[int],
+    config: EncoderConfig,
+    *,
+    params: HnswParams,
+    manifest: Manifest,
+    skipped: Sequence[SkippedRow],
+    progress: BuildProgress,
+) -> tuple[int, list[SkippedRow]]:
+    """Write the index folder into `staging` from the shards, in row order; returns (indexed, skipped).
+
+    `manifest` comes without entries and counts; they are filled in here and it is written last."""
+    shutil.rmtree(staging, ignore_errors=True)  # a half-assembled folder from a killed run: start it over
+    (staging / THUMBNAILS_DIR).mkdir(parents=True)
+    skipped = list(skipped)
+    positions, sha1s, parts = [], [], {stem: [] for stem in config.stems}
+    for number in shards:
+        rows, vectors = read_shard(shard_folder, number, config.stems)
+        for record in rows:
+            if record.error is not None:
+                skipped.append(SkippedRow(row_label(items[record.position]), record.error))
+                continue
+            (staging / thumbnail_path(record.sha1)).write_bytes(record.thumbnail)
+            positions.append(record.position)
+            sha1s.append(record.sha1)
+        for stem, array in vectors.items():
+            parts[stem].append(array)
+    if not positions:
+        source = manifest.catalog.get("source", "the catalog")
+        raise CatalogError(f"No image of {source} could be read; nothing to index. {_first_reasons(skipped)}".strip())
+
+    table = _items_table([items[p] for p in positions], sha1s)
+    for done, ((modality, encoder), stem) in enumerate(zip(config.outputs, config.stems), 1):
+        vectors = np.concatenate(parts[stem])
+        with progress.timed("index", len(vectors)):
+            VectorIndex.build(vectors, params).save(staging, stem)
+        manifest.entries.append(IndexEntry(encoder=encoder, modality=modality, dim=int(vectors.shape[1]), count=len(vectors)))
+        progress.index_step(done, len(config.stems))
+    write_items(staging, table)
+    _write_report(staging / REPORT_FILE, skipped)
+    manifest.catalog.update(items=len(table), products=int(table["id"].nunique()), skipped=len(skipped))
+    write_manifest(staging, manifest)
+    return len(table), skipped
+
+
+def _items_table(items: Sequence[CatalogItem], sha1s: Sequence[str]) -> pd.DataFrame:
+    """The metadata table core/search.py reads: one row per indexed photo, in vector order."""
+    return pd.DataFrame(
+        {
+            "id": [item.id for item in items],
+            "caption": [item.caption or "" for item in items],
+            "image_path": [str(item.image_path) if item.image_path else "" for item in items],
+            "thumbnail": [thumbnail_path(sha1) for sha1 in sha1s],
+            "sha1": list(sha1s),
+            "metadata": [json.dumps(item.metadata, ensure_ascii=False) for item in items],
+        }
+    )
+
+
+def _write_report(path: Path, skipped: Sequence[SkippedRow]) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["row", "reason"])
+        writer.writerows((row.row, row.reason) for row in skipped)
+
+
+def _first_reasons(skipped: Sequence[SkippedRow], count: int = 3) -> str:
+    return "First reasons: " + "; ".join(f"{row.row}: {row.reason}" for row in skipped[:count]) if skipped else ""

@@ -1,0 +1,120 @@
+"""Executors drive the three stages over the pending shards of a build.
+
+`Executor.run(job, progress)` is the whole contract: read every row of `job.shards`,
+encode the readable ones, hand each completed shard to `job.writer`, report to
+`progress`. LocalExecutor does it on this machine with DataLoader worker processes; a
+distributed engine (Ray Data: reader tasks, an encoder actor pool) implements the same
+method with the same stage objects, and the rest of the build does not change.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from core.catalog import CatalogItem
+from core.pipeline.encoder import EncoderConfig
+from core.pipeline.progress import BuildProgress
+from core.pipeline.reader import BatchTask, DecodedBatch, ImagePrep, read_batch
+from core.pipeline.writer import ShardBuffer, ShardWriter
+
+
+@dataclass(frozen=True)
+class ShardTask:
+    """One unit of resumable work: the catalog rows [start, stop) of the build's item list."""
+
+    number: int
+    start: int
+    stop: int
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def batches(self, batch_size: int) -> list[BatchTask]:
+        return [
+            BatchTask(self.number, tuple(range(first, min(first + batch_size, self.stop))))
+            for first in range(self.start, self.stop, batch_size)
+        ]
+
+
+def plan_shards(rows: int, shard_size: int) -> list[ShardTask]:
+    """Fixed row ranges: shard n always holds the same rows, so any run can pick up any shard."""
+    return [ShardTask(n, start, min(start + shard_size, rows)) for n, start in enumerate(range(0, rows, shard_size))]
+
+
+@dataclass
+class BuildJob:
+    """Everything an executor needs; each piece is plain data or picklable."""
+
+    items: Sequence[CatalogItem]
+    shards: list[ShardTask]  # the pending ones, in row order
+    batch_size: int
+    encoder: EncoderConfig
+    writer: ShardWriter
+
+
+class Executor(Protocol):
+    def run(self, job: BuildJob, progress: BuildProgress) -> None: ...
+
+
+class CatalogRows(Dataset):
+    """A map-style dataset whose index is a whole BatchTask: each worker reads one batch at a time."""
+
+    def __init__(self, items: Sequence[CatalogItem], prep: ImagePrep) -> None:
+        self.items = items
+        self.prep = prep
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, task: BatchTask) -> DecodedBatch:
+        return read_batch(self.items, task, self.prep)
+
+
+def default_workers(device: torch.device) -> int:
+    """Reader processes: on a CPU one keeps ahead of the model and leaves it the other cores;
+    a GPU eats images far faster, so it gets every core but the one feeding it."""
+    cpus = os.cpu_count() or 1
+    if cpus == 1:
+        return 0
+    return 1 if device.type == "cpu" else min(cpus - 1, 16)
+
+
+class LocalExecutor:
+    """Reader in DataLoader worker processes (one torch thread each), encoder and writer in this process."""
+
+    def __init__(self, workers: int | None = None, ready_batches: int = 4) -> None:
+        self.workers = workers
+        self.ready_batches = ready_batches  # decoded batches kept waiting for the encoder, across workers
+
+    def run(self, job: BuildJob, progress: BuildProgress) -> None:
+        if not job.shards:
+            return
+        stage = job.encoder.load()
+        workers = default_workers(stage.tower.device) if self.workers is None else self.workers
+        loader = DataLoader(
+            CatalogRows(job.items, stage.prep),
+            sampler=[task for shard in job.shards for task in shard.batches(job.batch_size)],
+            batch_size=None,
+            num_workers=workers,
+            pin_memory=stage.tower.device.type == "cuda",
+            prefetch_factor=max(2, math.ceil(self.ready_batches / workers)) if workers else None,
+        )
+        sizes = {shard.number: len(shard) for shard in job.shards}
+        buffer = ShardBuffer()
+        for batch in loader:  # in sampler order: a shard's batches come together, shards in order
+            progress.read(batch)
+            with progress.timed("encode", len(batch.captions)):
+                vectors = stage.encode(batch)
+            buffer.add(batch.rows, vectors)
+            if len(buffer.rows) == sizes[batch.shard]:
+                with progress.timed("write", len(buffer.rows)):
+                    job.writer.write(batch.shard, buffer.rows, buffer.vectors())
+                buffer = ShardBuffer()
+            progress.advance(len(batch.rows))

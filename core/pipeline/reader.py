@@ -1,0 +1,98 @@
+"""Reader stage: catalog rows -> decoded, preprocessed pixels, thumbnails and row records.
+
+It runs where the executor puts it (DataLoader worker processes locally, each with one
+torch thread, so decoding overlaps the model instead of competing for its cores). A row
+that cannot be read ends as an error on its record: one bad file never stops a build.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from core.catalog import CatalogItem
+from core.images import ImageError, decode_image, read_image_bytes
+from core.pipeline.thumbnails import make_thumbnail
+
+
+@dataclass(frozen=True)
+class ImagePrep:
+    """The model's own image processor, stopped before rescale and normalise.
+
+    Resize and centre crop give uint8 pixels: four times less to ship between processes
+    and to the GPU than float32. The encoder rescales and normalises on the device.
+    """
+
+    processor: Any  # a transformers image processor (picklable configuration)
+
+    def __call__(self, image: Image.Image) -> np.ndarray:
+        out = self.processor(image, do_rescale=False, do_normalize=False, return_tensors="np")
+        return out["pixel_values"][0]
+
+
+@dataclass(frozen=True)
+class BatchTask:
+    """Which catalog rows (positions in the build's item list) one batch reads, and their shard."""
+
+    shard: int
+    positions: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class RowRecord:
+    """What the index keeps of one row: its photo's hash and thumbnail, or why it was skipped."""
+
+    position: int
+    sha1: str = ""
+    thumbnail: bytes = b""
+    error: str | None = None
+
+
+@dataclass
+class DecodedBatch:
+    """One batch out of the reader: a record per row, pixels and caption per readable row."""
+
+    shard: int
+    rows: list[RowRecord]
+    pixels: torch.Tensor  # (readable rows, 3, H, W), uint8 from the processors we know
+    captions: list[str]  # '' where a row has no caption
+    seconds: float  # reader time spent on this batch (read, decode, preprocess, thumbnail)
+
+    def pin_memory(self) -> DecodedBatch:
+        """Called by the DataLoader's pinning thread: page-locked pixels copy to the GPU asynchronously."""
+        return replace(self, pixels=self.pixels.pin_memory())
+
+
+def read_row(position: int, item: CatalogItem, prep: ImagePrep) -> tuple[RowRecord, np.ndarray | None]:
+    """A row's record and preprocessed pixels, or a record that says why it cannot be indexed."""
+    try:
+        data = read_image_bytes(item.image_path if item.image_path is not None else item.read_bytes())
+        image = decode_image(data)
+        pixels = prep(image)
+        thumbnail = make_thumbnail(image)
+    except ImageError as err:
+        return RowRecord(position, error=str(err)), None
+    except Exception as err:  # decoders and processors fail on odd input in odd ways; skip the row, say why
+        return RowRecord(position, error=f"{type(err).__name__}: {err}"), None
+    return RowRecord(position, hashlib.sha1(data).hexdigest(), thumbnail), pixels
+
+
+def read_batch(items: Sequence[CatalogItem], task: BatchTask, prep: ImagePrep) -> DecodedBatch:
+    """Read every row of a batch task; the pixels of the readable ones are stacked for the encoder."""
+    started = time.perf_counter()
+    rows, pixels, captions = [], [], []
+    for position in task.positions:
+        record, array = read_row(position, items[position], prep)
+        rows.append(record)
+        if array is not None:
+            pixels.append(array)
+            captions.append(items[position].caption or "")
+    stacked = torch.from_numpy(np.stack(pixels)) if pixels else torch.empty((0, 3, 0, 0), dtype=torch.uint8)
+    return DecodedBatch(task.shard, rows, stacked, captions, time.perf_counter() - started)
