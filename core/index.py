@@ -38,7 +38,7 @@ class HnswParams:
 
     m: int = 32
     ef_construction: int = 200
-    ef_search: int = 256
+    ef_search: int = 64
 
 
 def vector_stem(modality: str, encoder: str) -> str:
