@@ -103,16 +103,17 @@ class SearchEngine:
         self._text_cache: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
         self._image_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._lock = threading.RLock()
-        self._ids = self.items["id"].astype(str).to_numpy()
-        self._sha1 = self.items["sha1"].astype(str).to_numpy()
-        # plain lists: building a hit must not go through pandas row lookups on the hot path
-        self._id_list = self._ids.tolist()
-        self._captions = [c if isinstance(c, str) and c else None for c in self.items["caption"]]
-        self._image_paths = [p or None for p in self.items["image_path"]]
-        self._thumbnails = [str(self.folder / t) if t else None for t in self.items["thumbnail"]]
-        self._metadata = [json.loads(m) if m else {} for m in self.items["metadata"]]
+        # Plain lists (pulled from arrow in one call each): building a hit must not go through pandas
+        # row lookups, and loading a 200k catalog must not parse every row's metadata up front.
+        self._id_list = [str(i) for i in self.items["id"].tolist()]
+        self._ids = np.array(self._id_list, dtype=object)
+        self._sha1 = np.array(self.items["sha1"].tolist(), dtype=object)
+        self._captions = [c or None for c in self.items["caption"].fillna("").tolist()]
+        self._image_paths = [p or None for p in self.items["image_path"].tolist()]
+        self._thumbnail_names = self.items["thumbnail"].tolist()
+        self._metadata_json = self.items["metadata"].tolist()
         self._row_by_sha1: dict[str, int] = {}
-        for row, sha1 in enumerate(self._sha1):
+        for row, sha1 in enumerate(self._sha1.tolist()):
             self._row_by_sha1.setdefault(sha1, row)
 
     @property
@@ -236,7 +237,8 @@ class SearchEngine:
 
     def metadata_table(self) -> pd.DataFrame:
         """One row per indexed photo, in index order: id, caption and a column per metadata key."""
-        table = pd.DataFrame.from_records(self._metadata, index=range(self.count)).fillna("").astype(str)
+        records = [json.loads(m) if m else {} for m in self._metadata_json]
+        table = pd.DataFrame.from_records(records, index=range(self.count)).fillna("").astype(str)
         table = table.rename(columns={name: f"{name} (metadata)" for name in ("id", "caption") if name in table})
         table.insert(0, "caption", self.items["caption"].fillna("").astype(str).to_numpy())
         table.insert(0, "id", self._ids)
@@ -250,9 +252,9 @@ class SearchEngine:
             id=self._id_list[row],
             score=float(score),
             caption=self._captions[row],
-            metadata=self._metadata[row],
+            metadata=json.loads(self._metadata_json[row]) if self._metadata_json[row] else {},
             image_path=self._image_paths[row],
-            thumbnail=self._thumbnails[row],
+            thumbnail=str(self.folder / self._thumbnail_names[row]) if self._thumbnail_names[row] else None,
             matched=(),
             rank_score=0.0,
             row=int(row),
