@@ -117,11 +117,14 @@ def _top10_overlap(queries_a: np.ndarray, queries_b: np.ndarray, base_a: np.ndar
     return float(np.mean([len(set(a) & set(b)) / k for a, b in zip(top_a, top_b)]))
 
 
-def measure_agreement(key: str, images: list, captions: list[str]) -> Agreement:
-    """Encode the same photos and captions with fp32 and int8 models and compare."""
-    from core.models import get_encoder, load_encoder
+def measure_agreement(key: str, images: list, captions: list[str]) -> tuple[Agreement, np.ndarray]:
+    """Encode the same photos and captions with fp32 and int8 models and compare.
 
-    exact = get_encoder(key, "cpu")
+    Also returns the fp32 probe vector: the verdict is recorded under the weights, not the setting.
+    """
+    from core.models import load_encoder, probe_vector
+
+    exact = load_encoder(key, "cpu", fast=False)
     fast = load_encoder(key, "cpu", fast=True)
     image_exact, image_fast = exact.encode_images(images), fast.encode_images(images)
     text_exact, text_fast = exact.encode_texts(captions), fast.encode_texts(captions)
@@ -132,13 +135,13 @@ def measure_agreement(key: str, images: list, captions: list[str]) -> Agreement:
         text_cosine_min=float(np.min(np.sum(text_exact * text_fast, axis=1))),
         text_to_image_top10_overlap=_top10_overlap(text_exact, text_fast, image_exact, image_fast),
         image_to_image_top10_overlap=_top10_overlap(image_exact, image_fast, image_exact, image_fast),
-    )
+    ), probe_vector(exact)
 
 
 def main(argv: list[str] | None = None) -> int:
     from core.catalog import CatalogError, load_catalog
     from core.images import ImageError, decode_image
-    from core.models import ModelLoadError, available_models, get_encoder, probe_vector
+    from core.models import ModelLoadError, available_models
 
     parser = argparse.ArgumentParser(prog="python -m core.fastpath", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -161,8 +164,8 @@ def main(argv: list[str] | None = None) -> int:
             captions.append(item.caption or item.id)
         verdict = 0
         for key in (k.strip() for k in args.models.split(",") if k.strip()):
-            agreement = measure_agreement(key, images, captions)
-            path = save_record(key, probe_vector(get_encoder(key, "cpu")), agreement)
+            agreement, probe = measure_agreement(key, images, captions)
+            path = save_record(key, probe, agreement)
             status = "PASS" if agreement.passed else "FAIL"
             print(
                 f"{status} {key}: {agreement.items} items, min cosine image {agreement.image_cosine_min:.4f} "

@@ -244,6 +244,7 @@ class Encoder:
         self.dim = int(model.get_embedding_dimension())
         self.device = str(model.device)
         self.fast = fast
+        self.probe: np.ndarray | None = None
         # One forward pass at a time per model: concurrent passes (many visitors of one Space
         # process) would oversubscribe the cores and make every one of them slower.
         self._forward_lock = threading.Lock()
@@ -270,8 +271,13 @@ class Encoder:
 
 
 def probe_vector(encoder: Encoder) -> np.ndarray:
-    """The encoder's vector for a fixed sentence: a fingerprint of its exact weights."""
-    return encoder.encode_texts([PROBE_TEXT])[0]
+    """The encoder's vector for a fixed sentence: a fingerprint of its exact weights.
+
+    Kept on the encoder: loading (fast-path check) and every index check ask for it.
+    """
+    if encoder.probe is None:
+        encoder.probe = encoder.encode_texts([PROBE_TEXT])[0]
+    return encoder.probe
 
 
 def load_encoder(key: str, device: str = "auto", fast: bool | None = None) -> Encoder:
@@ -289,7 +295,7 @@ def load_encoder(key: str, device: str = "auto", fast: bool | None = None) -> En
     encoder = Encoder(spec, _load_sentence_transformer(spec, resolved), tower)
     if resolved == "cpu" and fastpath.wanted(key, fast, lambda: probe_vector(encoder)):
         encoder.model = fastpath.quantize(encoder.model)
-        encoder.fast = True
+        encoder.fast, encoder.probe = True, None
     return encoder
 
 

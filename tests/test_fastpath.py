@@ -45,6 +45,14 @@ def test_check_command_records_a_verdict_that_auto_mode_follows(fresh_models, fa
     assert code == (0 if "FAIL" not in out else 1)
 
 
+def test_check_under_forced_on_still_compares_with_fp32(fresh_models, monkeypatch):
+    monkeypatch.setenv(fastpath.FAST_PATH_ENV, "on")
+    agreement, probe = fastpath.measure_agreement(CLIP_KEY, [Image.new("RGB", (40, 40), "red")] * 12, ["a"] * 12)
+    exact = models.load_encoder(CLIP_KEY, "cpu", fast=False)
+    np.testing.assert_allclose(probe, models.probe_vector(exact), atol=1e-6)
+    assert agreement.image_cosine_min < 1.0 or agreement.text_cosine_min < 1.0
+
+
 def test_a_failed_check_keeps_the_fast_path_off(fresh_models):
     encoder = models.get_encoder(CLIP_KEY, "cpu")
     failing = fastpath.Agreement(CLIP_KEY, 10, 0.5, 0.5, 0.2, 0.2)
