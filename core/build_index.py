@@ -8,6 +8,7 @@ model encodes batches on the device, finished shards go to a work folder beside 
 target. A build killed at any moment continues from its last finished shard when run
 again with the same arguments; the index folder is assembled from the shards and swapped
 in only when complete. Bad rows are skipped and listed in <out>/skipped.csv.
+With --engine ray the same stages run on a Ray cluster (core/pipeline/ray_executor.py).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from core.index import HnswParams, Manifest, replace_folder
 from core.models import REGISTRY, ModelLoadError, get_encoder, get_spec
 from core.pipeline import BuildError
 from core.pipeline.assemble import REPORT_FILE, assemble_index
-from core.pipeline.encoder import PRECISIONS, EncoderConfig, resolve_device, resolve_precision
+from core.pipeline.encoder import PRECISIONS, EncoderConfig, local_device, resolve_precision
 from core.pipeline.executor import BuildJob, Executor, LocalExecutor, plan_shards
 from core.pipeline.progress import BuildProgress
 from core.pipeline.work import WorkFolder
@@ -37,6 +38,7 @@ from core.models import probe_vector
 # kill; on a GPU few enough files that flushing each shard to disk costs nothing.
 SHARD_BATCHES = 16
 SHARD_FORMAT = 1  # bump when the shard files change: older work folders are then not reused
+ENGINES = ("local", "ray")
 
 
 @dataclass
@@ -99,11 +101,12 @@ def build_index(
     if not items:
         raise CatalogError(f"{catalog.source} holds no product with an image; nothing to index.")
     image_model = _image_tower(models)
-    device = resolve_device(device)
+    engine = executor or LocalExecutor(workers)
+    device = engine.resolve_device(device)
     precision = resolve_precision(precision, device)
     captions = tuple(models) if any(item.caption for item in items) else ()
     config = EncoderConfig(image_model, captions, device, precision, batch_size)
-    model_facts = _model_facts(models, device)
+    model_facts = _model_facts(models, local_device(device))
     shard_size = shard_size or batch_size * SHARD_BATCHES
     fingerprint = catalog.fingerprint()
     work = WorkFolder(out, {
@@ -119,7 +122,7 @@ def build_index(
             len(items), len(items) - sum(map(len, pending)), show=progress, on_progress=on_progress
         )
         try:
-            (executor or LocalExecutor(workers)).run(
+            engine.run(
                 BuildJob(items, pending, batch_size, config, ShardWriter(work.shards)), tracker
             )
         finally:
@@ -184,10 +187,12 @@ def _count(text: str) -> int:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m core.build_index", description=__doc__.split("\n\n")[0])
-    source = parser.add_argument_group("catalog (one of: --images [--captions], --parquet, --sample)")
-    source.add_argument("--images", type=Path, help="folder of product images")
-    source.add_argument("--captions", type=Path, help="CSV with one row per image (id, caption, metadata)")
-    source.add_argument("--parquet", type=Path, nargs="+", default=[], help="parquet files (HF fashion schema)")
+    source = parser.add_argument_group(
+        "catalog (one of: --images [--captions], --parquet, --sample; paths or URIs such as s3://bucket/shop)"
+    )
+    source.add_argument("--images", help="folder of product images")
+    source.add_argument("--captions", help="CSV with one row per image (id, caption, metadata)")
+    source.add_argument("--parquet", nargs="+", default=[], help="parquet files or folder URIs (HF fashion schema)")
     source.add_argument("--sample", type=_positive, metavar="N",
                         help="download the first N products of the Hugging Face fashion dataset and index them")
     source.add_argument("--id-column", default="id")
@@ -202,11 +207,37 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     run.add_argument("--workers", type=_count, help="reader processes (default: 1 on CPU, cores-1 with a GPU)")
     run.add_argument("--shard-size", type=_positive, help=f"rows per resumable shard (default: {SHARD_BATCHES} batches)")
     run.add_argument("--limit", type=_positive, help="index only the first N catalog rows")
+    run.add_argument("--engine", choices=ENGINES, default="local",
+                     help="local: this machine; ray: Ray Data reader tasks and encoder actors (a cluster or a local Ray)")
+    ray = parser.add_argument_group("ray engine (--engine ray; pip install -r requirements-ray.txt)")
+    ray.add_argument("--ray-address", help="cluster to run on, e.g. auto or ray://head:10001 (default: a Ray started here)")
+    ray.add_argument("--ray-concurrency", type=_positive, metavar="N",
+                     help="encoder actors (default: one per GPU of the cluster, or one per node without GPUs)")
     hnsw = parser.add_argument_group("HNSW graph")
     hnsw.add_argument("--m", type=_positive, default=HnswParams.m, help="graph degree")
     hnsw.add_argument("--ef-construction", type=_positive, default=HnswParams.ef_construction)
     hnsw.add_argument("--ef-search", type=_positive, default=HnswParams.ef_search)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.engine != "ray" and (args.ray_address or args.ray_concurrency):
+        parser.error("--ray-address and --ray-concurrency need --engine ray")
+    if args.engine == "ray" and args.workers is not None:
+        parser.error("--workers is for the local engine; with --engine ray, reader tasks run on every free CPU")
+    return args
+
+
+def make_executor(engine: str, workers: int | None = None, ray_address: str | None = None,
+                  ray_concurrency: int | None = None) -> Executor:
+    """The engine that runs the stages; Ray is an optional install, so it is imported only when asked for."""
+    if engine == "local":
+        return LocalExecutor(workers)
+    try:
+        from core.pipeline.ray_executor import RayExecutor
+    except ImportError as err:
+        raise BuildError(
+            f"--engine ray needs Ray Data, which cannot be imported here ({err}). "
+            "Install it with: pip install -r requirements-ray.txt"
+        ) from err
+    return RayExecutor(ray_address, ray_concurrency)
 
 
 def _catalog(args: argparse.Namespace) -> Catalog:
@@ -228,6 +259,7 @@ def _catalog(args: argparse.Namespace) -> Catalog:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
+        executor = make_executor(args.engine, args.workers, args.ray_address, args.ray_concurrency)
         summary = build_index(
             _catalog(args),
             args.out,
@@ -239,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
             workers=args.workers,
             precision=args.precision,
             shard_size=args.shard_size,
+            executor=executor,
         )
     except (CatalogError, ModelLoadError, BuildError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -1,7 +1,8 @@
 """Catalog sources (folder [+ CSV], Hugging Face parquet) turned into one list of items.
 
-Nothing here decodes an image: items only locate their bytes (a file path or bytes kept
-in memory), and core/images.py opens them later. Problems with single rows never stop a
+Nothing here decodes an image: items only locate their bytes (a file path, a URI or bytes
+kept in memory), and core/images.py opens them later. Folders, CSV and parquet files may
+be URIs (s3://, gs://, file://, ...: see core/remote.py). Problems with single rows never stop a
 build; they are collected as SkippedRow so the user can see what was left out and why.
 """
 from __future__ import annotations
@@ -11,9 +12,12 @@ import hashlib
 import io
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterator, Sequence
+
+from core import remote
+from core.images import DEFAULT_MAX_BYTES
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff")
 CAPTION_CANDIDATES = ("caption", "productDisplayName", "title", "name", "description")
@@ -31,6 +35,7 @@ class CatalogItem:
     metadata: dict[str, str]
     image_path: Path | None
     image_bytes: bytes | None = None
+    image_uri: str | None = None  # a photo in a bucket (s3://, gs://, ...) rather than on a local disk
 
     def read_bytes(self) -> bytes:
         """The raw (undecoded) image bytes, read lazily so a catalog stays cheap to build."""
@@ -38,7 +43,14 @@ class CatalogItem:
             return self.image_path.read_bytes()
         if self.image_bytes is not None:
             return self.image_bytes
+        if self.image_uri is not None:
+            return remote.read_bytes(self.image_uri, DEFAULT_MAX_BYTES)
         raise ValueError(f"catalog item {self.id!r} has no image")
+
+    @property
+    def location(self) -> str:
+        """Where the photo is, for reports and the items table: a path, a URI, or '' when embedded."""
+        return str(self.image_path) if self.image_path is not None else self.image_uri or ""
 
 
 @dataclass(frozen=True)
@@ -54,6 +66,7 @@ class Catalog:
     items: list[CatalogItem]
     skipped: list[SkippedRow]
     images_dir: Path | None = None  # lets fingerprints use paths relative to the folder
+    stamps: dict[str, str] = field(default_factory=dict)  # image URI -> 'rel:size:mtime' from the listing
 
     @property
     def has_captions(self) -> bool:
@@ -67,11 +80,14 @@ class Catalog:
         from another version of the catalog can be detected; moving the folder keeps it."""
         h = hashlib.sha256()
         for item in self.items:
-            h.update(f"{item.id}\x1f{item.caption or ''}\x1f{_image_identity(item, self.images_dir)}\x1e".encode())
+            identity = _image_identity(item, self.images_dir, self.stamps)
+            h.update(f"{item.id}\x1f{item.caption or ''}\x1f{identity}\x1e".encode())
         return h.hexdigest()
 
 
-def _image_identity(item: CatalogItem, root: Path | None) -> str:
+def _image_identity(item: CatalogItem, root: Path | None, stamps: dict[str, str]) -> str:
+    if item.image_uri is not None:
+        return stamps.get(item.image_uri, item.image_uri)
     if item.image_path is not None:
         path = item.image_path
         rel = path.relative_to(root).as_posix() if root and path.is_relative_to(root) else path.name
@@ -135,11 +151,11 @@ def _stem_index(rels: Sequence[str]) -> dict[str, str]:
     return {**bare, **full}
 
 
-def _read_csv(path: Path) -> tuple[list[str], Iterator[tuple[int, list[str] | str]]]:
+def _read_csv(path: Path | str) -> tuple[list[str], Iterator[tuple[int, list[str] | str]]]:
     """Header and (line number, fields or error message) per record; UTF-8 with or
     without BOM, delimiter guessed from the header among ',', ';' and tab."""
     try:
-        data = path.read_bytes()
+        data = remote.read_bytes(path) if remote.is_uri(path) else path.read_bytes()
     except OSError as exc:
         raise CatalogError(f"cannot read captions file {path}: {exc}") from exc
     try:
@@ -174,27 +190,36 @@ def _read_csv(path: Path) -> tuple[list[str], Iterator[tuple[int, list[str] | st
     return header, records()
 
 
-def _column(header: Sequence[str], name: str, what: str, source: Path) -> int:
+def _column(header: Sequence[str], name: str, what: str, source: Path | str) -> int:
     if name not in header:
-        raise CatalogError(f"{what} column {name!r} not found in {source.name}; available columns: {', '.join(header)}")
+        raise CatalogError(f"{what} column {name!r} not found in {_name(source)}; available columns: {', '.join(header)}")
     return header.index(name)
 
 
-def from_folder(images_dir: Path, captions_csv: Path | None = None, *, id_column: str = "id",
+def from_folder(images_dir: Path | str, captions_csv: Path | str | None = None, *, id_column: str = "id",
                 caption_column: str | None = None, filename_column: str | None = None,
                 name: str | None = None) -> Catalog:
-    """A folder of images, optionally described by a CSV (one item per CSV row)."""
-    images_dir = Path(images_dir)
-    if not images_dir.is_dir():
-        raise CatalogError(f"images folder not found: {images_dir}")
-    name = name or images_dir.resolve().name
-    files, escaping = _scan(images_dir)
+    """A folder of images (a path or a URI), optionally described by a CSV (one item per CSV row)."""
+    if remote.is_uri(images_dir):
+        try:
+            listing = remote.list_files(images_dir, IMAGE_EXTENSIONS)
+        except OSError as exc:
+            raise CatalogError(f"images folder not readable: {images_dir} ({exc})") from exc
+        files: dict[str, Path | str] = {rel: uri for rel, (uri, _) in listing.items()}
+        escaping: set[str] = set()
+        local_dir, stamps = None, dict(listing.values())
+    else:
+        local_dir = images_dir = Path(images_dir)
+        if not images_dir.is_dir():
+            raise CatalogError(f"images folder not found: {images_dir}")
+        (files, escaping), stamps = _scan(images_dir), {}
+    name = name or _name(images_dir if local_dir is None else images_dir.resolve())
     if captions_csv is None:
-        items = [CatalogItem(os.path.splitext(rel)[0], None, {}, path) for rel, path in files.items()]
+        items = [_item(os.path.splitext(rel)[0], None, {}, where) for rel, where in files.items()]
         skipped = [SkippedRow(rel, ESCAPES) for rel in sorted(escaping)]
-        return Catalog(name, str(images_dir), items, skipped, images_dir)
+        return Catalog(name, str(images_dir), items, skipped, local_dir, stamps)
 
-    captions_csv = Path(captions_csv)
+    captions_csv = _location(captions_csv)
     header, records = _read_csv(captions_csv)
     id_i = _column(header, id_column, "id", captions_csv)
     if caption_column is None:
@@ -203,11 +228,10 @@ def from_folder(images_dir: Path, captions_csv: Path | None = None, *, id_column
     file_i = _column(header, filename_column, "filename", captions_csv) if filename_column else None
     meta = [(i, h) for i, h in enumerate(header) if i not in (id_i, cap_i, file_i) and h]
     stems = _stem_index(list(files) + sorted(escaping))
-    root = images_dir.resolve()
     items: list[CatalogItem] = []
     skipped: list[SkippedRow] = []
     for line, fields in records:
-        where = f"{captions_csv.name} line {line}"
+        where = f"{_name(captions_csv)} line {line}"
         if isinstance(fields, str):
             skipped.append(SkippedRow(where, fields))
             continue
@@ -225,19 +249,36 @@ def from_folder(images_dir: Path, captions_csv: Path | None = None, *, id_column
             if not rel:
                 skipped.append(SkippedRow(where, "empty filename"))
                 continue
-        path, problem = _locate(rel, files, escaping, images_dir, root)
-        if path is None:
+        found, problem = _locate(rel, files, escaping, local_dir)
+        if found is None:
             skipped.append(SkippedRow(where, problem))
             continue
         caption = (fields[cap_i].strip() or None) if cap_i is not None else None
         metadata = {h: fields[i].strip() for i, h in meta if fields[i].strip()}
-        items.append(CatalogItem(item_id, caption, metadata, path))
-    return Catalog(name, f"{images_dir} + {captions_csv}", items, skipped, images_dir)
+        items.append(_item(item_id, caption, metadata, found))
+    return Catalog(name, f"{images_dir} + {captions_csv}", items, skipped, local_dir, stamps)
 
 
-def _locate(rel: str, files: dict[str, Path], escaping: set[str], images_dir: Path,
-            root: Path) -> tuple[Path | None, str]:
-    """A CSV-given relative path -> a file safely inside the images folder, or why not."""
+def _item(item_id: str, caption: str | None, metadata: dict[str, str], where: Path | str) -> CatalogItem:
+    """An item whose photo is a local file (a Path) or a file behind a URI (a str)."""
+    if isinstance(where, Path):
+        return CatalogItem(item_id, caption, metadata, where)
+    return CatalogItem(item_id, caption, metadata, None, image_uri=where)
+
+
+def _location(location: Path | str) -> Path | str:
+    """URIs stay strings (Path would fold 's3://b' into 's3:/b'); anything else is a local path."""
+    return location if remote.is_uri(location) else Path(location)
+
+
+def _name(location: Path | str) -> str:
+    return remote.basename(location) if remote.is_uri(location) else Path(location).name
+
+
+def _locate(rel: str, files: dict[str, Path | str], escaping: set[str],
+            images_dir: Path | None) -> tuple[Path | str | None, str]:
+    """A CSV-given relative path -> a file safely inside the images folder, or why not.
+    `images_dir` is None for a folder behind a URI: its listing is all there is."""
     if rel in files:  # fast path: found by the scan, already known to be inside
         return files[rel], ""
     pure = PurePosixPath(rel)
@@ -245,8 +286,10 @@ def _locate(rel: str, files: dict[str, Path], escaping: set[str], images_dir: Pa
         return None, ESCAPES
     if pure.suffix.lower() not in IMAGE_EXTENSIONS:
         return None, f"not an image file ({pure.suffix or 'no extension'}): {rel}"
+    if images_dir is None:
+        return None, f"image file not found: {rel}"
     path = images_dir / pure
-    if not path.resolve().is_relative_to(root):  # through a symlinked folder
+    if not path.resolve().is_relative_to(images_dir.resolve()):  # through a symlinked folder
         return None, ESCAPES
     if not path.is_file():
         return None, f"image file not found: {rel}"
@@ -255,21 +298,22 @@ def _locate(rel: str, files: dict[str, Path], escaping: set[str], images_dir: Pa
 
 # ---------------------------------------------------------------- parquet catalogs
 
-def from_parquet(paths: Sequence[Path], *, id_column: str = "id", caption_column: str | None = None,
+def from_parquet(paths: Sequence[Path | str], *, id_column: str = "id", caption_column: str | None = None,
                  image_column: str = "image", name: str | None = None) -> Catalog:
     """Parquet files with image bytes inside (Hugging Face Image feature or plain binary).
-    caption_column=None picks the first of CAPTION_CANDIDATES present (productDisplayName)."""
+    caption_column=None picks the first of CAPTION_CANDIDATES present (productDisplayName).
+    A URI may name a folder: its .parquet files are read in name order."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    paths = [Path(p) for p in paths]
+    paths = [found for p in paths for found in _parquet_files(_location(p))]
     if not paths:
         raise CatalogError("no parquet files given")
     items: list[CatalogItem] = []
     skipped: list[SkippedRow] = []
     for path in paths:
         try:
-            pf = pq.ParquetFile(path)
+            pf = pq.ParquetFile(remote.open_file(path) if remote.is_uri(path) else path)
         except (OSError, pa.ArrowException) as exc:
             raise CatalogError(f"cannot read parquet file {path}: {exc}") from exc
         header = pf.schema_arrow.names
@@ -281,16 +325,16 @@ def from_parquet(paths: Sequence[Path], *, id_column: str = "id", caption_column
         image_type = pf.schema_arrow.field(image_column).type
         if pa.types.is_struct(image_type):
             if image_type.get_field_index("bytes") < 0:
-                raise CatalogError(f"image column {image_column!r} in {path.name} is a struct without 'bytes'")
+                raise CatalogError(f"image column {image_column!r} in {_name(path)} is a struct without 'bytes'")
         elif not (pa.types.is_binary(image_type) or pa.types.is_large_binary(image_type)):
-            raise CatalogError(f"image column {image_column!r} in {path.name} is {image_type}, not binary")
+            raise CatalogError(f"image column {image_column!r} in {_name(path)} is {image_type}, not binary")
         meta = [c for c in header if c not in (id_column, cap, image_column)
                 and not pa.types.is_binary(pf.schema_arrow.field(c).type)]
         row = 0
         for batch in pf.iter_batches(batch_size=512):
             cols = {c: batch.column(c).to_pylist() for c in batch.schema.names}
             for k in range(batch.num_rows):
-                where = f"{path.name} row {row}"
+                where = f"{_name(path)} row {row}"
                 row += 1
                 image = cols[image_column][k]
                 data = image.get("bytes") if isinstance(image, dict) else image
@@ -303,12 +347,24 @@ def from_parquet(paths: Sequence[Path], *, id_column: str = "id", caption_column
                     metadata = {c: v for c in meta if (v := _text(cols[c][k])) is not None}
                     caption = _text(cols[cap][k]) if cap else None
                     items.append(CatalogItem(item_id, caption, metadata, None, bytes(data)))
-    name = name or paths[0].resolve().parent.name
+    first = paths[0]
+    name = name or (remote.basename(remote.parent(first)) if remote.is_uri(first) else first.resolve().parent.name)
     return Catalog(name, ", ".join(str(p) for p in paths), items, skipped)
 
 
-def load_catalog(images: Path | None = None, captions: Path | None = None,
-                 parquet: Sequence[Path] = (), **columns: str | None) -> Catalog:
+def _parquet_files(location: Path | str) -> list[Path | str]:
+    """A parquet file, or for a folder URI (shells expand no globs in buckets) the files in it."""
+    if not remote.is_uri(location):
+        return [location]
+    try:
+        listing = remote.list_files(location, (".parquet",))
+    except OSError:  # not a folder: a file, or nothing, which opening it will say
+        return [location]
+    return [uri for uri, _ in listing.values()]
+
+
+def load_catalog(images: Path | str | None = None, captions: Path | str | None = None,
+                 parquet: Sequence[Path | str] = (), **columns: str | None) -> Catalog:
     """One entry point for CLIs: a folder (+ CSV) or parquet files; None options are ignored."""
     options = {k: v for k, v in columns.items() if v is not None}
     if parquet:
@@ -324,4 +380,4 @@ def load_catalog(images: Path | None = None, captions: Path | None = None,
         raise CatalogError(f"option(s) {', '.join(unknown)} do not apply to this kind of catalog")
     if parquet:
         return from_parquet(list(parquet), **options)
-    return from_folder(Path(images), Path(captions) if captions else None, **options)
+    return from_folder(_location(images), _location(captions) if captions else None, **options)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -49,6 +50,15 @@ def fashion_index(tiny_models, fashion_catalog, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("index") / "fashion"
     build_index(fashion_catalog, out, limit=INDEX_SIZE, progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(tiny_models) -> str:
+    """One local Ray (2 CPUs) for the whole session; its address lets a subprocess join it."""
+    ray = pytest.importorskip("ray", reason="ray[data] is not installed: pip install -r requirements-ray.txt")
+    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
 
 
 @pytest.fixture(scope="session")

@@ -3,8 +3,8 @@
     reader.py     catalog rows -> decoded, preprocessed pixels + thumbnails (worker processes)
     encoder.py    pixels and captions -> unit vectors on the device (autocast, pinned memory)
     writer.py     vectors + row records -> one shard folder on disk, written atomically
-    executor.py   what drives the three stages: LocalExecutor (DataLoader workers) now;
-                  a distributed engine implements the same `Executor.run(job, progress)`
+    executor.py   what drives the three stages: the Executor contract, LocalExecutor (DataLoader workers)
+    ray_executor.py  RayExecutor: the same stages as Ray Data reader tasks and an encoder actor pool
     work.py       the resumable work folder: keyed by the build arguments, locked, shards
     assemble.py   finished shards -> thumbnails, items table, hnswlib files, manifest, swap
     progress.py   the bar, the on_progress callback and the per-stage clocks

@@ -28,7 +28,7 @@ REPORT_FILE = "skipped.csv"
 
 def row_label(item: CatalogItem) -> str:
     """How a skipped row is named in the report: the product id and where its photo was."""
-    return f"{item.id} ({item.image_path or 'embedded image'})"
+    return f"{item.id} ({item.location or 'embedded image'})"
 
 
 def assemble_index(
@@ -85,7 +85,7 @@ def _items_table(items: Sequence[CatalogItem], sha1s: Sequence[str]) -> pd.DataF
         {
             "id": [item.id for item in items],
             "caption": [item.caption or "" for item in items],
-            "image_path": [str(item.image_path) if item.image_path else "" for item in items],
+            "image_path": [item.location for item in items],
             "thumbnail": [thumbnail_path(sha1) for sha1 in sha1s],
             "sha1": list(sha1s),
             "metadata": [json.dumps(item.metadata, ensure_ascii=False) for item in items],

@@ -29,13 +29,23 @@ _AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 def resolve_device(requested: str) -> str:
     """The device a build runs on; asking for one this machine lacks is an error, not a crash later."""
     device = pick_device(requested)
-    mps = getattr(torch.backends, "mps", None)
-    missing = (device == "cuda" and not torch.cuda.is_available()) or (
-        device == "mps" and not (mps is not None and mps.is_available())
-    )
-    if missing:
+    if not device_available(device):
         raise BuildError(f"--device {device}: no such device is available here. Use --device auto or cpu.")
     return device
+
+
+def device_available(device: str) -> bool:
+    """Whether this process can run models on `device` ('cpu', 'cuda', 'mps')."""
+    mps = getattr(torch.backends, "mps", None)
+    if device == "cuda":
+        return torch.cuda.is_available()
+    return device != "mps" or (mps is not None and mps.is_available())
+
+
+def local_device(device: str) -> str:
+    """Where this process loads a model for `device` work done elsewhere (a Ray driver without the
+    cluster's GPUs): the device itself when present here, else the CPU."""
+    return device if device_available(device) else "cpu"
 
 
 def resolve_precision(precision: str, device: str) -> str:

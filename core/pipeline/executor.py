@@ -2,9 +2,10 @@
 
 `Executor.run(job, progress)` is the whole contract: read every row of `job.shards`,
 encode the readable ones, hand each completed shard to `job.writer`, report to
-`progress`. LocalExecutor does it on this machine with DataLoader worker processes; a
-distributed engine (Ray Data: reader tasks, an encoder actor pool) implements the same
-method with the same stage objects, and the rest of the build does not change.
+`progress`; `resolve_device` says where the encoder will run. LocalExecutor does it on
+this machine with DataLoader worker processes; RayExecutor (ray_executor.py: Ray Data
+reader tasks, an encoder actor pool) implements the same methods with the same stage
+objects, and the rest of the build does not change.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from core.catalog import CatalogItem
-from core.pipeline.encoder import EncoderConfig
+from core.pipeline.encoder import EncoderConfig, resolve_device
 from core.pipeline.progress import BuildProgress
 from core.pipeline.reader import BatchTask, DecodedBatch, ImagePrep, read_batch
 from core.pipeline.writer import ShardBuffer, ShardWriter
@@ -60,6 +61,10 @@ class BuildJob:
 
 
 class Executor(Protocol):
+    def resolve_device(self, requested: str) -> str:
+        """The device the encoder will run on ('auto' resolved), or BuildError if there is none such."""
+        ...
+
     def run(self, job: BuildJob, progress: BuildProgress) -> None: ...
 
 
@@ -92,6 +97,9 @@ class LocalExecutor:
     def __init__(self, workers: int | None = None, ready_batches: int = 4) -> None:
         self.workers = workers
         self.ready_batches = ready_batches  # decoded batches kept waiting for the encoder, across workers
+
+    def resolve_device(self, requested: str) -> str:
+        return resolve_device(requested)
 
     def run(self, job: BuildJob, progress: BuildProgress) -> None:
         if not job.shards:

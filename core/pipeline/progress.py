@@ -27,8 +27,12 @@ class BuildProgress:
 
     def read(self, batch: DecodedBatch) -> None:
         """A batch came out of the reader: its (worker) time counts as decode time."""
-        self.seconds["decode"] += batch.seconds
-        self.items["decode"] += len(batch.rows)
+        self.record("decode", batch.seconds, len(batch.rows))
+
+    def record(self, stage: str, seconds: float, items: int) -> None:
+        """Time a stage spent on `items` rows, wherever it ran (a worker, a remote actor)."""
+        self.seconds[stage] += seconds
+        self.items[stage] += items
 
     @contextlib.contextmanager
     def timed(self, stage: str, items: int) -> Iterator[None]:
@@ -36,8 +40,7 @@ class BuildProgress:
         try:
             yield
         finally:
-            self.seconds[stage] += time.perf_counter() - started
-            self.items[stage] += items
+            self.record(stage, time.perf_counter() - started, items)
 
     def advance(self, rows: int) -> None:
         """Rows went through the encoder: move the bar and tell the caller."""

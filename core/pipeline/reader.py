@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -19,6 +19,7 @@ from PIL import Image
 
 from core.catalog import CatalogItem
 from core.images import ImageError, decode_image, read_image_bytes
+from core.remote import RemoteError
 from core.pipeline.thumbnails import make_thumbnail
 
 
@@ -77,15 +78,18 @@ def read_row(position: int, item: CatalogItem, prep: ImagePrep) -> tuple[RowReco
         image = decode_image(data)
         pixels = prep(image)
         thumbnail = make_thumbnail(image)
-    except ImageError as err:
+    except (ImageError, RemoteError) as err:
         return RowRecord(position, error=str(err)), None
     except Exception as err:  # decoders and processors fail on odd input in odd ways; skip the row, say why
         return RowRecord(position, error=f"{type(err).__name__}: {err}"), None
     return RowRecord(position, hashlib.sha1(data).hexdigest(), thumbnail), pixels
 
 
-def read_batch(items: Sequence[CatalogItem], task: BatchTask, prep: ImagePrep) -> DecodedBatch:
-    """Read every row of a batch task; the pixels of the readable ones are stacked for the encoder."""
+def read_batch(
+    items: Sequence[CatalogItem] | Mapping[int, CatalogItem], task: BatchTask, prep: ImagePrep
+) -> DecodedBatch:
+    """Read every row of a batch task (items by position: the whole catalog, or just these rows);
+    the pixels of the readable ones are stacked for the encoder."""
     started = time.perf_counter()
     rows, pixels, captions = [], [], []
     for position in task.positions:
