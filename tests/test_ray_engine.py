@@ -25,7 +25,13 @@ from core import build_index as cli
 from core.build_index import build_index
 from core.catalog import from_folder
 from core.index import read_manifest
+from core.models import CLIP_KEY
 from core.pipeline import BuildError
+from core.pipeline.encoder import EncoderConfig
+from core.pipeline.executor import BuildJob, plan_shards
+from core.pipeline.progress import BuildProgress
+from core.pipeline.reader import RowRecord
+from core.pipeline.writer import ShardWriter, read_shard
 from core.search import SearchEngine
 from tests.conftest import INDEX_SIZE
 from tests.test_build_resume import index_files, work_folders
@@ -34,10 +40,7 @@ from tests.test_sample import HF_SCHEMA
 
 pytest.importorskip("ray", reason="ray[data] is not installed: pip install -r requirements-ray.txt")
 
-from core.pipeline.progress import BuildProgress  # noqa: E402
 from core.pipeline.ray_executor import RayExecutor, ShardRows, _check_reachable  # noqa: E402
-from core.pipeline.reader import RowRecord  # noqa: E402
-from core.pipeline.writer import ShardWriter, read_shard  # noqa: E402
 
 
 def assert_same_index(ray_out: Path, local_out: Path, *, same_source: bool = True) -> None:
@@ -209,6 +212,16 @@ def test_shard_rows_arriving_out_of_order_are_written_in_row_order(tmp_path):
     assert records == [RowRecord(0, "s0", b"t"), RowRecord(1, "s1", b"t", "broken"), RowRecord(2, "s2", b"t")]
     assert vectors["image__m"].tolist() == [[0, 0.5], [2, 2.5]]
     assert read_shard(tmp_path / "shards", 1, ["image__m"])[1]["image__m"].tolist() == [[3, 3.5], [4, 4.5]]
+
+
+def test_the_reader_runs_as_tasks_beside_the_encoder_actors(ray_cluster, fashion_catalog, tmp_path, capsys):
+    """Ray Data fuses compatible neighbours: fused into the actor, decoding would wait for the model."""
+    job = BuildJob(fashion_catalog.items[:8], plan_shards(8, 4), 4, EncoderConfig(CLIP_KEY, (), "cpu", "fp32", 4),
+                   ShardWriter(tmp_path))
+    RayExecutor().dataset(job).explain()
+    optimized = capsys.readouterr().out.split("Physical Plan (Optimized)")[1]
+    assert "ActorPoolMapOperator[MapBatches(EncodeRows)]" in optimized
+    assert "TaskPoolMapOperator[MapBatches(read_rows)]" in optimized
 
 
 def test_devices_are_the_clusters(ray_cluster):

@@ -168,26 +168,29 @@ class RayExecutor:
         return resolve_device(requested) if requested == "mps" else requested
 
     def run(self, job: BuildJob, progress: BuildProgress) -> None:
-        if not job.shards:
-            return
+        try:
+            if job.shards:
+                self._run(job, progress)
+        finally:
+            if self._started:  # a Ray started for this build goes with it
+                ray.shutdown()
+                self._started = False
+
+    def _run(self, job: BuildJob, progress: BuildProgress) -> None:
         self._connect()
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False  # the builder's own bar shows progress
         context.print_on_execution_start = False
         logging.getLogger("ray.data").setLevel(logging.WARNING)
         logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # it warns that its bars are off
-        try:
-            rows = ShardRows(job.writer, {shard.number: len(shard) for shard in job.shards}, job.encoder.stems)
-            for batch in self._dataset(job).iter_batches(batch_size=None, batch_format="numpy"):
-                rows.add(batch, progress)
-            if rows.unfinished():
-                raise BuildError(f"Ray returned no rows for shards {rows.unfinished()}; run the build again.")
-        finally:
-            if self._started:
-                ray.shutdown()
-                self._started = False
+        rows = ShardRows(job.writer, {shard.number: len(shard) for shard in job.shards}, job.encoder.stems)
+        for batch in self.dataset(job).iter_batches(batch_size=None, batch_format="numpy"):
+            rows.add(batch, progress)
+        if rows.unfinished():
+            raise BuildError(f"Ray returned no rows for shards {rows.unfinished()}; run the build again.")
 
-    def _dataset(self, job: BuildJob) -> ray.data.Dataset:
+    def dataset(self, job: BuildJob) -> ray.data.Dataset:
+        """The build as a Ray Data pipeline, not yet run: reader tasks, then the encoder actor pool."""
         config = job.encoder
         prep = ImageTower(get_encoder(config.image_model, local_device(config.device))).prep
         blocks = [source_block(job.items, task) for shard in job.shards for task in shard.batches(job.batch_size)]
@@ -234,7 +237,7 @@ def _check_reachable(address: str | None) -> None:
     if not host or not port.isdigit():
         return  # None (start a local Ray), 'auto', 'local': Ray finds the cluster itself
     try:
-        socket.create_connection((host, int(port)), timeout=10).close()
+        socket.create_connection((host.strip("[]"), int(port)), timeout=10).close()
     except OSError as err:
         raise BuildError(f"Cannot reach the Ray cluster at {address} ({err}). Is it running? (ray status)") from err
 
