@@ -23,8 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from core.catalog import from_folder  # noqa: E402
-from core.finetune import FinetuneConfig, finetune  # noqa: E402
-from core.models import CLIP_KEY, MODELS_DIR_ENV, clear_cache  # noqa: E402
+from core.training.finetune import FinetuneConfig, finetune  # noqa: E402
+from core.models import CLIP_KEY, clear_cache
+from core.settings import MODELS_DIR_ENV  # noqa: E402
 from core.random_models import SIZES, make_clip  # noqa: E402
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "fashion-products"

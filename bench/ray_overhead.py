@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 import ray  # noqa: E402
 import torch  # noqa: E402
 
+from core import settings
 from core import models  # noqa: E402
 from core.build_index import BuildSummary, build_index, make_executor  # noqa: E402
 from core.catalog import from_folder  # noqa: E402
@@ -52,7 +53,7 @@ def main() -> None:
     if not (args.models_dir / CLIP_KEY / "modules.json").is_file():
         print(f"making a full-size random ViT-B/32 CLIP in {args.models_dir} ...", flush=True)
         make_clip(args.models_dir / CLIP_KEY, "full")
-    os.environ[models.MODELS_DIR_ENV] = str(args.models_dir)
+    os.environ[settings.MODELS_DIR_ENV] = str(args.models_dir)
 
     catalog = from_folder(DATA, name="bench")
     catalog.items[:] = catalog.items[: args.limit]

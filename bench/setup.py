@@ -46,7 +46,7 @@ def synthetic_index(work: Path, size: int, caption_models: tuple[str, ...] = ())
 
     from bench.vectors import clustered_unit_vectors
     from core.index import HnswParams, IndexEntry, Manifest, VectorIndex, write_items, write_manifest
-    from core.models import CLIP_KEY, get_encoder, probe_vector
+    from core.models import CLIP_KEY, get_encoder
 
     folder = work / f"synthetic-{size}-{'-'.join(caption_models) or 'images'}"
     if (folder / "manifest.json").is_file():
@@ -73,7 +73,7 @@ def synthetic_index(work: Path, size: int, caption_models: tuple[str, ...] = ())
             }
         ),
     )
-    models = {key: {"dim": 512, "probe": probe_vector(get_encoder(key)).tolist()} for key in {CLIP_KEY, *caption_models}}
+    models = {key: {"dim": 512, "probe": get_encoder(key).probe().tolist()} for key in {CLIP_KEY, *caption_models}}
     write_manifest(
         folder,
         Manifest(

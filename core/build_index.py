@@ -22,17 +22,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.catalog import Catalog, CatalogError, SkippedRow, load_catalog
-from core.index import HnswParams, Manifest, replace_folder
+from core.atomic import replace_folder
+from core.index import HnswParams, Manifest
 from core.models import REGISTRY, ModelLoadError, get_encoder, get_spec
 from core.pipeline import BuildError
 from core.pipeline.assemble import REPORT_FILE, assemble_index
-from core.pipeline.encoder import PRECISIONS, EncoderConfig, local_device, resolve_precision
+from core.devices import DeviceError, local_device
+from core.pipeline.encoder import PRECISIONS, EncoderConfig, resolve_precision
 from core.pipeline.executor import BuildJob, Executor, LocalExecutor, plan_shards
 from core.pipeline.progress import BuildProgress
 from core.pipeline.work import WorkFolder
 from core.pipeline.writer import ShardWriter, intact_shards
 from core.sample import sample_catalog
-from core.models import probe_vector
+from core.weights import model_facts
 
 # A shard is this many batches: on a laptop CPU about two minutes of work to redo after a
 # kill; on a GPU few enough files that flushing each shard to disk costs nothing.
@@ -106,7 +108,7 @@ def build_index(
     precision = resolve_precision(precision, device)
     captions = tuple(models) if any(item.caption for item in items) else ()
     config = EncoderConfig(image_model, captions, device, precision, batch_size)
-    model_facts = _model_facts(models, local_device(device))
+    model_facts = _model_facts(models, image_model, local_device(device))
     shard_size = shard_size or batch_size * SHARD_BATCHES
     fingerprint = catalog.fingerprint()
     work = WorkFolder(out, {
@@ -150,13 +152,9 @@ def build_index(
     )
 
 
-def _model_facts(models: Sequence[str], device: str) -> dict[str, dict]:
-    """Per model: its dimension and a probe vector that recognises its exact weights later."""
-    facts = {}
-    for key in models:
-        encoder = get_encoder(key, device)
-        facts[key] = {"dim": encoder.dim, "probe": probe_vector(encoder).round(6).tolist()}
-    return facts
+def _model_facts(models: Sequence[str], image_model: str, device: str) -> dict[str, dict]:
+    """Per model, and for the image tower they share: what core/weights.py checks later."""
+    return {key: model_facts(get_encoder(key, device)) for key in dict.fromkeys([*models, image_model])}
 
 
 def _image_tower(models: Sequence[str]) -> str:
@@ -273,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
             shard_size=args.shard_size,
             executor=executor,
         )
-    except (CatalogError, ModelLoadError, BuildError) as err:
+    except (CatalogError, ModelLoadError, BuildError, DeviceError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

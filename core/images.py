@@ -19,6 +19,10 @@ from PIL import Image, ImageOps
 
 DEFAULT_MAX_BYTES: int = 32 * 1024 * 1024
 DEFAULT_MAX_PIXELS: int = 40_000_000
+# CLIP resizes the short side to 224 px, then keeps the centre square: a 40000x1 photo would first
+# grow to 8,960,000x224 px (gigabytes). Cropping such strips to 4:1 around the centre keeps the same
+# centre square at a bounded cost; photos up to 4:1 are untouched.
+MAX_ASPECT_RATIO = 4.0
 
 ImageSource = str | os.PathLike | bytes | bytearray | memoryview | typing.BinaryIO
 
@@ -156,3 +160,17 @@ def load_image(
 ) -> Image.Image:
     """Path, bytes or file-like to a safe RGB image: the entry point for uploads and catalog files."""
     return decode_image(read_image_bytes(source, max_bytes), max_pixels)
+
+
+def limit_aspect_ratio(image: Image.Image, max_ratio: float = MAX_ASPECT_RATIO) -> Image.Image:
+    """The centre of an extreme strip, at most max_ratio:1; other images are returned as they are."""
+    width, height = image.size
+    if width > max_ratio * height:
+        keep = max(1, round(max_ratio * height))
+        left = (width - keep) // 2
+        return image.crop((left, 0, left + keep, height))
+    if height > max_ratio * width:
+        keep = max(1, round(max_ratio * width))
+        top = (height - keep) // 2
+        return image.crop((0, top, width, top + keep))
+    return image

@@ -7,18 +7,17 @@ refuses a mismatch with a message that says how to fix it. Nothing is pickled.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import shutil
-import tempfile
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import hnswlib
 import numpy as np
 import pandas as pd
+
+from core.atomic import atomic_path
 
 FORMAT_VERSION = 1
 MANIFEST_FILE = "manifest.json"
@@ -30,6 +29,21 @@ EXACT_SEARCH_BELOW = 2048
 
 class IndexMismatchError(ValueError):
     """An index folder that does not fit what the caller asked for (format, model, dims)."""
+
+
+@dataclass
+class Hit:
+    """One product in a result list."""
+
+    id: str
+    score: float  # cosine between the query and the product image: comparable to the threshold
+    caption: str | None
+    metadata: dict[str, str]
+    image_path: str | None
+    thumbnail: str | None
+    matched: tuple[str, ...]  # which indexes ranked it: "image", "caption"
+    rank_score: float  # the fused reciprocal-rank value the list is ordered by
+    row: int
 
 
 @dataclass(frozen=True)
@@ -75,6 +89,36 @@ class Manifest:
     def find(self, encoder: str, modality: str) -> IndexEntry | None:
         return next((e for e in self.entries if e.encoder == encoder and e.modality == modality), None)
 
+    @property
+    def image_entry(self) -> IndexEntry | None:
+        return next((e for e in self.entries if e.modality == "image"), None)
+
+    @property
+    def name(self) -> str:
+        return str(self.catalog.get("name", ""))
+
+    @property
+    def source(self) -> str:
+        return str(self.catalog.get("source", ""))
+
+    @property
+    def photo_count(self) -> int:
+        entry = self.image_entry
+        return int(self.catalog.get("items", entry.count if entry else 0))
+
+    @property
+    def product_count(self) -> int:
+        return int(self.catalog.get("products", self.photo_count))
+
+    @property
+    def skipped_count(self) -> int:
+        return int(self.catalog.get("skipped", 0))
+
+    @property
+    def caption_models(self) -> list[str]:
+        """Text encoders with a caption index here."""
+        return [e.encoder for e in self.entries if e.modality == "caption"]
+
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, ensure_ascii=False)
 
@@ -88,20 +132,6 @@ class Manifest:
             models=data.get("models", {}),
             format_version=data["format_version"],
         )
-
-
-@contextlib.contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary sibling of `path`; rename it onto `path` only if the block succeeds."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        os.replace(tmp_path, path)
-    finally:
-        tmp_path.unlink(missing_ok=True)
 
 
 def write_manifest(folder: Path, manifest: Manifest) -> None:
@@ -149,17 +179,6 @@ def write_items(folder: Path, items: pd.DataFrame) -> None:
 
 def read_items(folder: Path) -> pd.DataFrame:
     return pd.read_parquet(Path(folder) / ITEMS_FILE)
-
-
-def replace_folder(staging: Path, target: Path) -> None:
-    """Move a finished staging folder onto `target`; the old one goes only once the new one is there."""
-    target = Path(target)
-    old = target.with_name(f".{target.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if target.exists():
-        os.replace(target, old)
-    os.replace(staging, target)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 class VectorIndex:
@@ -246,3 +265,103 @@ class VectorIndex:
 
 def _no_hits(rows: int) -> tuple[np.ndarray, np.ndarray]:
     return np.empty((rows, 0), np.int64), np.empty((rows, 0), np.float32)
+
+
+class IndexReader:
+    """An opened, validated index folder: the manifest, the items table, the image index, the
+    caption indexes (loaded on first use) and the rows turned into hits. Safe to share between threads."""
+
+    def __init__(self, folder: Path | str) -> None:
+        self.folder = Path(folder)
+        self.manifest = read_manifest(self.folder)
+        self.items = items = read_items(self.folder)
+        image_entry = self.manifest.image_entry
+        if image_entry is None:
+            raise IndexMismatchError(f"{self.folder} holds no image index. Rebuild it.")
+        self.image_model = image_entry.encoder
+        self.image_index = VectorIndex.load(self.folder, image_entry, self.manifest.hnsw.ef_search)
+        if len(items) != self.image_index.count:
+            raise IndexMismatchError(
+                f"{self.folder}: the items table has {len(items)} rows but the image index "
+                f"{self.image_index.count}. Rebuild the index."
+            )
+        self._caption_indexes: dict[str, VectorIndex] = {}
+        self._lock = threading.Lock()
+        # Plain lists (pulled from arrow in one call each): building a hit must not go through pandas
+        # row lookups, and loading a 200k catalog must not parse every row's metadata up front.
+        self.id_list: list[str] = [str(i) for i in items["id"].tolist()]
+        self.ids = np.array(self.id_list, dtype=object)
+        self.sha1s = np.array(items["sha1"].tolist(), dtype=object)
+        self._captions = [c or None for c in items["caption"].fillna("").tolist()]
+        self.has_caption = np.array([c is not None for c in self._captions], dtype=bool)
+        self._image_paths = [p or None for p in items["image_path"].tolist()]
+        self._thumbnail_names = items["thumbnail"].tolist()
+        self._metadata_json = items["metadata"].tolist()
+        self._row_by_sha1: dict[str, int] = {}
+        for row, sha1 in enumerate(self.sha1s.tolist()):
+            self._row_by_sha1.setdefault(sha1, row)
+
+    @property
+    def count(self) -> int:
+        return self.image_index.count
+
+    @property
+    def image_vectors(self) -> np.ndarray:
+        """Every photo's vector, in row order (memory-mapped)."""
+        return self.image_index.vectors
+
+    def caption_index(self, key: str) -> VectorIndex | None:
+        with self._lock:
+            if key not in self._caption_indexes:
+                entry = self.manifest.find(key, "caption")
+                if entry is None:
+                    return None
+                self._caption_indexes[key] = VectorIndex.load(self.folder, entry, self.manifest.hnsw.ef_search)
+            return self._caption_indexes[key]
+
+    def rows_of(self, item_id: str) -> np.ndarray:
+        """The rows (photos) of one product."""
+        return np.flatnonzero(self.ids == str(item_id))
+
+    def row_of_photo(self, sha1: str) -> int | None:
+        """The row of a photo with exactly these bytes, if the catalog has one."""
+        return self._row_by_sha1.get(sha1)
+
+    def product_vector(self, item_id: str) -> np.ndarray | None:
+        """A product's photo vector (the normalised mean over its photos), or None for an unknown id."""
+        rows = self.rows_of(item_id)
+        if len(rows) == 0:
+            return None
+        mean = np.asarray(self.image_vectors[rows], dtype=np.float32).mean(axis=0)
+        return (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32)
+
+    def excluded_rows(self, item_ids: Sequence[str], photo_sha1: str | None = None) -> np.ndarray:
+        """A mask of every photo of the given products, and of the product whose photo has this hash."""
+        mask = np.isin(self.ids, [str(i) for i in item_ids]) if item_ids else np.zeros(self.count, bool)
+        if photo_sha1 is not None:
+            mask |= self.sha1s == photo_sha1
+        if mask.any():
+            mask |= np.isin(self.ids, self.ids[mask])
+        return mask
+
+    def hit(self, row: int, score: float = 1.0, matched: tuple[str, ...] = (), rank_score: float = 0.0) -> Hit:
+        return Hit(
+            id=self.id_list[row],
+            score=float(score),
+            caption=self._captions[row],
+            metadata=json.loads(self._metadata_json[row]) if self._metadata_json[row] else {},
+            image_path=self._image_paths[row],
+            thumbnail=str(self.folder / self._thumbnail_names[row]) if self._thumbnail_names[row] else None,
+            matched=matched,
+            rank_score=rank_score,
+            row=int(row),
+        )
+
+    def metadata_table(self) -> pd.DataFrame:
+        """One row per indexed photo, in index order: id, caption and a column per metadata key."""
+        records = [json.loads(m) if m else {} for m in self._metadata_json]
+        table = pd.DataFrame.from_records(records, index=range(self.count)).fillna("").astype(str)
+        table = table.rename(columns={name: f"{name} (metadata)" for name in ("id", "caption") if name in table})
+        table.insert(0, "caption", [c or "" for c in self._captions])
+        table.insert(0, "id", self.ids)
+        return table

@@ -3,7 +3,7 @@
 Both models live in one CLIP ViT-B/32 embedding space: the multilingual model only
 encodes text, and its images are the `clip-ViT-B-32` image vectors. Weights come from
 the hub, or, for offline use, from `$VITRINE_MODELS_DIR/<key>/`. Every other folder
-there with a `vitrine.json` descriptor (a fine-tuned model, see core/finetune.py) is a
+there with a `vitrine.json` descriptor (a fine-tuned model, see core/training/finetune.py) is a
 model key too.
 
     python -m core.models download --to ./models
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import threading
 import warnings
@@ -24,18 +23,16 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from core import quantize, settings
 from core.descriptor import DESCRIPTOR_FILE, SELF_TOWER, DescriptorError, read_descriptor
+from core.devices import pick_device
+from core.images import limit_aspect_ratio
 
-MODELS_DIR_ENV = "VITRINE_MODELS_DIR"
 CLIP_KEY = "clip-ViT-B-32"
 MULTILINGUAL_KEY = "clip-ViT-B-32-multilingual-v1"
 # Longer text adds nothing (CLIP reads 77 tokens) and only costs tokenizer time.
 MAX_TEXT_CHARS = 1000
 PROBE_TEXT = "a photo of a red summer dress"
-# CLIP resizes the short side to 224 px, then keeps the centre square: a 40000x1 photo would first
-# grow to 8,960,000x224 px (gigabytes). Cropping such strips to 4:1 around the centre keeps the same
-# centre square at a bounded cost; photos up to 4:1 are untouched.
-MAX_ASPECT_RATIO = 4.0
 
 
 @dataclass(frozen=True)
@@ -88,7 +85,7 @@ def available_models() -> list[ModelSpec]:
 def local_models() -> dict[str, ModelSpec]:
     """Models under $VITRINE_MODELS_DIR that carry a descriptor, read afresh on each call so a
     newly fine-tuned model shows up without a restart. A broken one is skipped with a warning."""
-    root = models_dir()
+    root = settings.current().models_dir
     if root is None or not root.is_dir():
         return {}
     found: dict[str, ModelSpec] = {}
@@ -125,42 +122,24 @@ def local_models() -> dict[str, ModelSpec]:
     return usable
 
 
-def models_dir() -> Path | None:
-    """The offline model folder, when the user configured one."""
-    value = os.environ.get(MODELS_DIR_ENV, "").strip()
-    return Path(value).expanduser() if value else None
-
-
-def pick_device(requested: str = "auto") -> str:
-    """cuda, then mps, then cpu, unless the caller asked for one."""
-    import torch
-
-    if requested != "auto":
-        return requested
-    if torch.cuda.is_available():
-        return "cuda"
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
-
-
 def _remedy() -> str:
     return (
         "To run offline: on a connected machine run `python -m core.models download --to DIR`, "
-        f"copy DIR here and set {MODELS_DIR_ENV}=DIR."
+        f"copy DIR here and set {settings.MODELS_DIR_ENV}=DIR."
     )
 
 
 def _model_source(spec: ModelSpec) -> tuple[str, bool]:
     """Where the weights of `spec` come from (a local folder or a hub id), and whether offline."""
-    local_root = models_dir()
+    configured = settings.current()
+    local_root = configured.models_dir
     if local_root is None:
-        return spec.hub_id, os.environ.get("HF_HUB_OFFLINE") == "1"
+        return spec.hub_id, configured.hub_offline
     folder = local_root / spec.key
     if not (folder / "modules.json").is_file():
         state = "is not a sentence-transformers folder (no modules.json)" if folder.is_dir() else "does not exist"
         raise ModelLoadError(
-            f"Model '{spec.key}': {folder} {state}. {MODELS_DIR_ENV} must hold one sub-folder per model key. "
+            f"Model '{spec.key}': {folder} {state}. {settings.MODELS_DIR_ENV} must hold one sub-folder per model key. "
             + _remedy()
         )
     return str(folder), True
@@ -179,20 +158,6 @@ def _load_sentence_transformer(spec: ModelSpec, device: str):
         raise ModelLoadError(
             f"Model '{spec.key}' could not be loaded from {source}: {reason[:300]}. " + _remedy()
         ) from err
-
-
-def limit_aspect_ratio(image: Image.Image, max_ratio: float = MAX_ASPECT_RATIO) -> Image.Image:
-    """The centre of an extreme strip, at most max_ratio:1; other images are returned as they are."""
-    width, height = image.size
-    if width > max_ratio * height:
-        keep = max(1, round(max_ratio * height))
-        left = (width - keep) // 2
-        return image.crop((left, 0, left + keep, height))
-    if height > max_ratio * width:
-        keep = max(1, round(max_ratio * width))
-        top = (height - keep) // 2
-        return image.crop((0, top, width, top + keep))
-    return image
 
 
 def load_private_copy(key: str, device: str = "auto"):
@@ -240,11 +205,11 @@ class Encoder:
     def __init__(self, spec: ModelSpec, model, image_encoder: Encoder | None, fast: bool = False) -> None:
         self.spec = spec
         self.model = model
-        self._image_encoder = image_encoder or self
+        self.image_encoder = image_encoder or self  # the encoder whose tower reads this key's images
         self.dim = int(model.get_embedding_dimension())
         self.device = str(model.device)
         self.fast = fast
-        self.probe: np.ndarray | None = None
+        self._probe: np.ndarray | None = None
         # One forward pass at a time per model: concurrent passes (many visitors of one Space
         # process) would oversubscribe the cores and make every one of them slower.
         self._forward_lock = threading.Lock()
@@ -259,7 +224,7 @@ class Encoder:
 
     def encode_images(self, images: Sequence[Image.Image], batch_size: int = 32) -> np.ndarray:
         """Images go through this key's image tower (CLIP's, for the multilingual model)."""
-        encoder = self._image_encoder
+        encoder = self.image_encoder
         with encoder._forward_lock:
             vectors = encoder.model.encode(
                 [limit_aspect_ratio(image) for image in images],
@@ -269,21 +234,18 @@ class Encoder:
             )
         return np.asarray(vectors, dtype=np.float32).reshape(len(images), encoder.dim)
 
+    def probe(self) -> np.ndarray:
+        """The vector of a fixed sentence: a fingerprint of the exact weights (see core/weights.py).
 
-def probe_vector(encoder: Encoder) -> np.ndarray:
-    """The encoder's vector for a fixed sentence: a fingerprint of its exact weights.
-
-    Kept on the encoder: loading (fast-path check) and every index check ask for it.
-    """
-    if encoder.probe is None:
-        encoder.probe = encoder.encode_texts([PROBE_TEXT])[0]
-    return encoder.probe
+        Kept once computed: loading (the fast-path record) and every index check ask for it.
+        """
+        if self._probe is None:
+            self._probe = self.encode_texts([PROBE_TEXT])[0]
+        return self._probe
 
 
 def load_encoder(key: str, device: str = "auto", fast: bool | None = None) -> Encoder:
-    """A newly loaded encoder; `fast` None follows VITRINE_FAST_PATH (see core/fastpath.py)."""
-    from core import fastpath
-
+    """A newly loaded encoder; `fast` None follows VITRINE_FAST_PATH (see core/quantize.py)."""
     spec = get_spec(key)
     resolved = pick_device(device)
     if spec.image_tower == key:
@@ -293,9 +255,12 @@ def load_encoder(key: str, device: str = "auto", fast: bool | None = None) -> En
     else:
         tower = load_encoder(spec.image_tower, resolved, fast)
     encoder = Encoder(spec, _load_sentence_transformer(spec, resolved), tower)
-    if resolved == "cpu" and fastpath.wanted(key, fast, lambda: probe_vector(encoder)):
-        encoder.model = fastpath.quantize(encoder.model)
-        encoder.fast, encoder.probe = True, None
+    configured = settings.current()
+    if resolved == "cpu" and quantize.wanted(
+        key, fast, configured.fast_path, configured.fastpath_record_dir, encoder.probe
+    ):
+        encoder.model = quantize.quantize(encoder.model)
+        encoder.fast, encoder._probe = True, None
     return encoder
 
 
@@ -345,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m core.models", description="Vitrine model tools.")
     commands = parser.add_subparsers(dest="command", required=True)
     fetch = commands.add_parser("download", help="download both models for offline use")
-    fetch.add_argument("--to", type=Path, default=models_dir() or Path("models"), help="target folder")
+    fetch.add_argument("--to", type=Path, default=settings.current().models_dir or Path("models"), help="target folder")
     fetch.add_argument("--models", default=",".join(REGISTRY), help="comma-separated model keys")
     args = parser.parse_args(argv)
     try:
@@ -355,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     except ModelLoadError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(f"Now set {MODELS_DIR_ENV}={args.to.resolve()} to run without network.")
+    print(f"Now set {settings.MODELS_DIR_ENV}={args.to.resolve()} to run without network.")
     return 0
 
 

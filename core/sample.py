@@ -8,18 +8,17 @@ calls, even without network, read them from the cache folder.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import replace
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from core import settings
 from core.catalog import Catalog, CatalogError, from_parquet
 
 SAMPLE_DATASET = "ashraq/fashion-product-images-small"
 SAMPLE_NAME = "fashion-sample"
-CACHE_DIR_ENV = "VITRINE_CACHE_DIR"
 _FILE_LIST = "files.json"
 
 
@@ -28,9 +27,8 @@ class SampleDownloadError(CatalogError):
 
 
 def default_cache_dir() -> Path:
-    """$VITRINE_CACHE_DIR (for hosts whose home is read-only, like some Spaces) or ~/.cache/vitrine."""
-    root = os.environ.get(CACHE_DIR_ENV, "").strip()
-    return (Path(root).expanduser() if root else Path.home() / ".cache" / "vitrine") / SAMPLE_DATASET.replace("/", "--")
+    """Under $VITRINE_CACHE_DIR (for hosts whose home is read-only, like some Spaces), see core/settings.py."""
+    return settings.current().cache_dir / SAMPLE_DATASET.replace("/", "--")
 
 
 def sample_catalog(n: int, cache_dir: Path | None = None) -> Catalog:

@@ -17,46 +17,30 @@ import json
 import sys
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from PIL import Image
 
+from core.fusion import RankedList, best_per_product, cut, fuse
 from core.images import ImageError, ImageSource, decode_image, read_image_bytes
-from core.index import IndexMismatchError, Manifest, VectorIndex, read_items, read_manifest
-from core.models import CLIP_KEY, Encoder, ModelLoadError, get_encoder, get_spec, probe_vector
+from core.index import Hit, IndexMismatchError, IndexReader, Manifest, VectorIndex
+from core.lru import LRU
+from core.models import CLIP_KEY, Encoder, ModelLoadError, get_encoder
+from core.weights import check_fits
 
-PROBE_MIN_COSINE = 0.98
-RRF_K = 60
 # Query photos are decoded no larger than needed for CLIP's 224 px input (see decode_image).
 QUERY_DECODE_MIN_SIDE = 224
 MAX_K = 1000
-_TEXT_CACHE_SIZE = 512
+TEXT_CACHE_SIZE = 512
 # Query photos by content hash: a rerun of the app, or the same photo sent again, is not re-encoded.
-_IMAGE_CACHE_SIZE = 64
+IMAGE_CACHE_SIZE = 64
 
 
 class QueryError(ValueError):
     """A query that cannot be run as given; the message is fit to show a user."""
-
-
-@dataclass
-class Hit:
-    """One product in a result list."""
-
-    id: str
-    score: float  # cosine between the query and the product image: comparable to the threshold
-    caption: str | None
-    metadata: dict[str, str]
-    image_path: str | None
-    thumbnail: str | None
-    matched: tuple[str, ...]  # which indexes ranked it: "image", "caption"
-    rank_score: float  # the fused reciprocal-rank value the list is ordered by
-    row: int
 
 
 @dataclass
@@ -74,94 +58,63 @@ class SearchResult:
 
 @dataclass
 class _Query:
+    """A query on its way through the engine: its vectors and what they cost."""
+
     image_vector: np.ndarray | None = None
     text_vector: np.ndarray | None = None
     image_sha1: str | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
 
 
-class SearchEngine:
-    """Search over one index folder; safe to share between threads (and Streamlit sessions)."""
+@dataclass(frozen=True)
+class _Ranking:
+    """What the ranking step needs: the vectors, the caption list's weight, the rows left out."""
 
-    def __init__(self, folder: Path | str, device: str = "auto") -> None:
-        self.folder = Path(folder)
+    vector: np.ndarray
+    text_vector: np.ndarray | None
+    captions: VectorIndex | None
+    text_weight: float
+    excluded: np.ndarray
+    k: int
+    threshold: float | None
+
+
+class SearchEngine:
+    """A query -> ranked hits over one index folder; safe to share between threads (and Streamlit sessions)."""
+
+    def __init__(self, reader: IndexReader | Path | str, device: str = "auto") -> None:
+        self.reader = reader if isinstance(reader, IndexReader) else IndexReader(reader)
         self.device = device
-        self.manifest: Manifest = read_manifest(self.folder)
-        self.items: pd.DataFrame = read_items(self.folder)
-        image_entries = [e for e in self.manifest.entries if e.modality == "image"]
-        if not image_entries:
-            raise IndexMismatchError(f"{self.folder} holds no image index. Rebuild it.")
-        self.image_encoder_key = image_entries[0].encoder
-        self.image_index = VectorIndex.load(self.folder, image_entries[0], self.manifest.hnsw.ef_search)
-        if len(self.items) != self.image_index.count:
-            raise IndexMismatchError(
-                f"{self.folder}: the items table has {len(self.items)} rows but the image index "
-                f"{self.image_index.count}. Rebuild the index."
-            )
-        self._caption_indexes: dict[str, VectorIndex] = {}
         self._checked_encoders: dict[str, Encoder] = {}
-        self._text_cache: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
-        self._image_cache: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._lock = threading.RLock()
-        # Plain lists (pulled from arrow in one call each): building a hit must not go through pandas
-        # row lookups, and loading a 200k catalog must not parse every row's metadata up front.
-        self._id_list = [str(i) for i in self.items["id"].tolist()]
-        self._ids = np.array(self._id_list, dtype=object)
-        self._sha1 = np.array(self.items["sha1"].tolist(), dtype=object)
-        self._captions = [c or None for c in self.items["caption"].fillna("").tolist()]
-        self._image_paths = [p or None for p in self.items["image_path"].tolist()]
-        self._thumbnail_names = self.items["thumbnail"].tolist()
-        self._metadata_json = self.items["metadata"].tolist()
-        self._row_by_sha1: dict[str, int] = {}
-        for row, sha1 in enumerate(self._sha1.tolist()):
-            self._row_by_sha1.setdefault(sha1, row)
+        self._lock = threading.Lock()
+        self._text_vectors: LRU[np.ndarray] = LRU(TEXT_CACHE_SIZE)
+        self._image_vectors: LRU[np.ndarray] = LRU(IMAGE_CACHE_SIZE)
+
+    @property
+    def folder(self) -> Path:
+        return self.reader.folder
+
+    @property
+    def manifest(self) -> Manifest:
+        return self.reader.manifest
 
     @property
     def count(self) -> int:
-        return self.image_index.count
+        return self.reader.count
 
     @property
     def models(self) -> list[str]:
-        """Model keys this index can serve (its image tower's, and those it has captions for)."""
+        """Model keys this index records (its image tower's, and those it has captions for)."""
         return list(self.manifest.models)
 
     def encoder(self, key: str) -> Encoder:
-        """Load a model and check it is the one the index was built with."""
+        """The model for `key`, loaded once and checked against the index (core/weights.py)."""
         with self._lock:
-            if key in self._checked_encoders:
-                return self._checked_encoders[key]
-            spec = get_spec(key)
-            if spec.image_tower != self.image_encoder_key:
-                raise IndexMismatchError(
-                    f"Model '{key}' reads images with '{spec.image_tower}', but this index was built with "
-                    f"'{self.image_encoder_key}'. Pick another model or rebuild the index."
-                )
-            encoder = get_encoder(key, self.device)
-            if encoder.dim != self.image_index.dim:
-                raise IndexMismatchError(
-                    f"Model '{key}' makes {encoder.dim}-d vectors, the index in {self.folder} holds "
-                    f"{self.image_index.dim}-d vectors: it was built by another model. Rebuild it with "
-                    f"`python -m core.build_index --models {key} ...`."
-                )
-            recorded = self.manifest.models.get(key)
-            if recorded is not None:
-                agreement = float(np.dot(probe_vector(encoder), np.asarray(recorded["probe"], np.float32)))
-                if agreement < PROBE_MIN_COSINE:
-                    raise IndexMismatchError(
-                        f"The index in {self.folder} was built with other weights for '{key}' than the ones "
-                        f"loaded now (probe cosine {agreement:.3f}). Rebuild the index with the current model."
-                    )
-            self._checked_encoders[key] = encoder
-            return encoder
-
-    def caption_index(self, key: str) -> VectorIndex | None:
-        with self._lock:
-            if key not in self._caption_indexes:
-                entry = self.manifest.find(key, "caption")
-                if entry is None:
-                    return None
-                self._caption_indexes[key] = VectorIndex.load(self.folder, entry, self.manifest.hnsw.ef_search)
-            return self._caption_indexes[key]
+            if key not in self._checked_encoders:
+                encoder = get_encoder(key, self.device)
+                check_fits(encoder, self.manifest, self.folder)
+                self._checked_encoders[key] = encoder
+            return self._checked_encoders[key]
 
     def search(
         self,
@@ -194,7 +147,7 @@ class SearchEngine:
         encoder = self.encoder(model)
         query = _Query()
         if like is not None:
-            query.image_vector = self.stored_image_vector(like)
+            query.image_vector = self.product_vector(like)
             exclude_ids = [*exclude_ids, str(like)]
         elif image is not None:
             self._encode_image(image, encoder, query)
@@ -208,59 +161,29 @@ class SearchEngine:
             vector = query.image_vector
         else:
             vector = _normalise((1.0 - text_weight) * query.image_vector + text_weight * query.text_vector)
-        captions = self.caption_index(model) if use_captions and text_weight > 0.0 else None
-        hits, below, timings = self._ranked_hits(vector, query.text_vector, captions, text_weight, k, threshold, query, exclude_ids)
-        query.timings_ms.update(timings)
+        ranking = _Ranking(
+            vector=vector,
+            text_vector=query.text_vector,
+            captions=self.reader.caption_index(model) if use_captions and text_weight > 0.0 else None,
+            text_weight=text_weight,
+            excluded=self.reader.excluded_rows(exclude_ids, query.image_sha1),
+            k=k,
+            threshold=threshold,
+        )
+        hits, below = self._ranked_hits(ranking, query.timings_ms)
         query.timings_ms["total"] = (time.perf_counter() - started) * 1000
         return SearchResult(
             hits=hits, timings_ms=query.timings_ms, mode=mode, below_threshold=below, model=model, query_vector=vector
         )
 
-    def similar_to(self, item_id: str, *, k: int = 12, threshold: float | None = None) -> SearchResult:
-        """"More like this": the product's stored image vector as the query, the product itself excluded."""
-        started = time.perf_counter()
-        vector = self.stored_image_vector(item_id)
-        query = _Query(image_vector=vector)
-        hits, below, timings = self._ranked_hits(vector, None, None, 0.0, k, threshold, query, [str(item_id)])
-        timings["total"] = (time.perf_counter() - started) * 1000
-        return SearchResult(
-            hits=hits, timings_ms=timings, mode="image", below_threshold=below, model=self.image_encoder_key,
-            query_vector=vector,
-        )
-
-    def stored_image_vector(self, item_id: str) -> np.ndarray:
-        """A product's photo vector from the index (the mean over its photos), never re-encoded."""
-        rows = self.item_rows(item_id)
-        if len(rows) == 0:
+    def product_vector(self, item_id: str) -> np.ndarray:
+        """A product's stored photo vector, never re-encoded; an unknown id is a QueryError."""
+        vector = self.reader.product_vector(item_id)
+        if vector is None:
             raise QueryError(f"No product with id '{item_id}' in this catalog.")
-        return _normalise(np.asarray(self.image_index.vectors[rows], dtype=np.float32).mean(axis=0))
+        return vector
 
-    def metadata_table(self) -> pd.DataFrame:
-        """One row per indexed photo, in index order: id, caption and a column per metadata key."""
-        records = [json.loads(m) if m else {} for m in self._metadata_json]
-        table = pd.DataFrame.from_records(records, index=range(self.count)).fillna("").astype(str)
-        table = table.rename(columns={name: f"{name} (metadata)" for name in ("id", "caption") if name in table})
-        table.insert(0, "caption", self.items["caption"].fillna("").astype(str).to_numpy())
-        table.insert(0, "id", self._ids)
-        return table
-
-    def item_rows(self, item_id: str) -> np.ndarray:
-        return np.flatnonzero(self._ids == str(item_id))
-
-    def hit_for_row(self, row: int, score: float = 1.0) -> Hit:
-        return Hit(
-            id=self._id_list[row],
-            score=float(score),
-            caption=self._captions[row],
-            metadata=json.loads(self._metadata_json[row]) if self._metadata_json[row] else {},
-            image_path=self._image_paths[row],
-            thumbnail=str(self.folder / self._thumbnail_names[row]) if self._thumbnail_names[row] else None,
-            matched=(),
-            rank_score=0.0,
-            row=int(row),
-        )
-
-    def _encode_image(self, image, encoder: Encoder, query: _Query) -> None:
+    def _encode_image(self, image: Image.Image | ImageSource, encoder: Encoder, query: _Query) -> None:
         """Bytes already seen (in the catalog, or recently) reuse their vector: same bytes, same vector."""
         started = time.perf_counter()
         vector = None
@@ -274,97 +197,59 @@ class SearchEngine:
         if vector is None:
             vector = encoder.encode_images([image])[0]
             if query.image_sha1 is not None:
-                with self._lock:
-                    self._image_cache[query.image_sha1] = vector
-                    while len(self._image_cache) > _IMAGE_CACHE_SIZE:
-                        self._image_cache.popitem(last=False)
+                self._image_vectors.put(query.image_sha1, vector)
         query.image_vector = vector
         query.timings_ms["decode"] = (decoded - started) * 1000
         query.timings_ms["encode_image"] = (time.perf_counter() - decoded) * 1000
 
     def _known_image_vector(self, sha1: str) -> np.ndarray | None:
-        with self._lock:
-            vector = self._image_cache.get(sha1)
-            if vector is not None:
-                self._image_cache.move_to_end(sha1)
-                return vector
-        row = self._row_by_sha1.get(sha1)
-        if row is None:
-            return None
-        return np.asarray(self.image_index.vectors[row], dtype=np.float32)
+        vector = self._image_vectors.get(sha1)
+        if vector is not None:
+            return vector
+        row = self.reader.row_of_photo(sha1)
+        return None if row is None else np.asarray(self.reader.image_vectors[row], dtype=np.float32)
 
     def _encode_text(self, text: str, model: str, encoder: Encoder, query: _Query) -> None:
         started = time.perf_counter()
-        key = (model, text)
-        with self._lock:
-            vector = self._text_cache.get(key)
-            if vector is not None:
-                self._text_cache.move_to_end(key)
+        vector = self._text_vectors.get((model, text))
         if vector is None:
             vector = encoder.encode_texts([text])[0]
-            with self._lock:
-                self._text_cache[key] = vector
-                while len(self._text_cache) > _TEXT_CACHE_SIZE:
-                    self._text_cache.popitem(last=False)
+            self._text_vectors.put((model, text), vector)
         query.text_vector = vector
         query.timings_ms["encode_text"] = (time.perf_counter() - started) * 1000
 
-    def _excluded_rows(self, exclude_ids: Sequence[str], image_sha1: str | None) -> np.ndarray:
-        mask = np.isin(self._ids, [str(i) for i in exclude_ids]) if exclude_ids else np.zeros(self.count, bool)
-        if image_sha1 is not None:
-            mask |= self._sha1 == image_sha1
-        if mask.any():
-            # every photo of an excluded product goes, not only the matching one
-            mask |= np.isin(self._ids, self._ids[mask])
-        return mask
-
-    def _ranked_hits(self, vector, text_vector, captions, text_weight, k, threshold, query, exclude_ids):
-        excluded = self._excluded_rows(exclude_ids, query.image_sha1)
+    def _ranked_hits(self, ranking: _Ranking, timings_ms: dict[str, float]) -> tuple[list[Hit], int]:
+        """Search with a growing fetch until K hits survive exclusion, de-duplication and the threshold."""
+        reader, count = self.reader, self.reader.count
+        keep = ~ranking.excluded
         search_ms = merge_ms = 0.0
-        fetch = min(self.count, 2 * k + 16 + int(excluded.sum()))
+        fetch = min(count, 2 * ranking.k + 16 + int(ranking.excluded.sum()))
         while True:
             started = time.perf_counter()
-            lists = [("image", 1.0, *self.image_index.search(vector, fetch))]
-            if captions is not None:
-                lists.append(("caption", text_weight, *captions.search(text_vector, fetch)))
+            labels, _ = reader.image_index.search(ranking.vector, fetch)
+            lists = [RankedList("image", 1.0, labels[0], keep[labels[0]])]
+            if ranking.captions is not None:
+                labels, _ = ranking.captions.search(ranking.text_vector, fetch)
+                rows = labels[0]
+                lists.append(RankedList("caption", ranking.text_weight, rows, keep[rows] & reader.has_caption[rows]))
             searched = time.perf_counter()
-            hits, below = self._fuse(lists, vector, excluded, k, threshold)
+            hits, below = self._fuse(lists, ranking)
             merge_ms += (time.perf_counter() - searched) * 1000
             search_ms += (searched - started) * 1000
-            if len(hits) + below >= k or fetch >= self.count:
-                return hits[:k], below, {"search": search_ms, "merge": merge_ms}
-            fetch = min(self.count, fetch * 4)
+            if len(hits) + below >= ranking.k or fetch >= count:
+                timings_ms.update(search=search_ms, merge=merge_ms)
+                return hits[: ranking.k], below
+            fetch = min(count, fetch * 4)
 
-    def _fuse(self, lists, vector, excluded, k, threshold) -> tuple[list[Hit], int]:
-        fused: dict[int, float] = {}
-        matched: dict[int, list[str]] = {}
-        for name, weight, labels, _scores in lists:
-            if weight <= 0.0:
-                continue
-            for rank, row in enumerate(labels[0].tolist()):
-                if excluded[row] or (name == "caption" and self._captions[row] is None):
-                    continue
-                fused[row] = fused.get(row, 0.0) + weight / (RRF_K + rank + 1)
-                matched.setdefault(row, []).append(name)
-        if not fused:
+    def _fuse(self, lists: list[RankedList], ranking: _Ranking) -> tuple[list[Hit], int]:
+        candidates = np.unique(np.concatenate([ranked.rows[ranked.keep] for ranked in lists]))
+        if len(candidates) == 0:
             return [], 0
-        rows = np.fromiter(fused, dtype=np.int64, count=len(fused))
-        image_scores = np.asarray(self.image_index.vectors[np.sort(rows)], dtype=np.float32) @ vector
-        score_of = dict(zip(np.sort(rows).tolist(), image_scores.tolist()))
-        best_by_id: dict[str, int] = {}
-        for row in sorted(fused, key=lambda r: (-fused[r], -score_of[r])):
-            best_by_id.setdefault(self._id_list[row], row)
-        hits, below = [], 0
-        for row in best_by_id.values():
-            if threshold is not None and score_of[row] < threshold:
-                below += 1
-                continue
-            hit = self.hit_for_row(row, score_of[row])
-            hit.matched, hit.rank_score = tuple(matched[row]), fused[row]
-            hits.append(hit)
-            if len(hits) == k:
-                break
-        return hits, below
+        scores = np.asarray(self.reader.image_vectors[candidates], dtype=np.float32) @ ranking.vector
+        cosine = dict(zip(candidates.tolist(), scores.tolist()))
+        fused = fuse(lists, cosine)
+        rows, below = cut(best_per_product(fused.rows, self.reader.id_list), cosine, ranking.k, ranking.threshold)
+        return [self.reader.hit(row, cosine[row], fused.matched[row], fused.rank_score[row]) for row in rows], below
 
 
 def _clean_text(text: str | None) -> str | None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from core import settings
 from core import models
 from core.build_index import build_index
 from core.catalog import Catalog, from_folder
@@ -21,15 +22,15 @@ INDEX_SIZE = 300
 def tiny_models(tmp_path_factory) -> Path:
     """Both model keys as tiny random models; VITRINE_MODELS_DIR points at them for the session."""
     root = make_models(tmp_path_factory.mktemp("models"), "tiny")
-    previous = os.environ.get(models.MODELS_DIR_ENV)
-    os.environ[models.MODELS_DIR_ENV] = str(root)
+    previous = os.environ.get(settings.MODELS_DIR_ENV)
+    os.environ[settings.MODELS_DIR_ENV] = str(root)
     models.clear_cache()
     yield root
     models.clear_cache()
     if previous is None:
-        os.environ.pop(models.MODELS_DIR_ENV, None)
+        os.environ.pop(settings.MODELS_DIR_ENV, None)
     else:
-        os.environ[models.MODELS_DIR_ENV] = previous
+        os.environ[settings.MODELS_DIR_ENV] = previous
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+from core import settings
 from core import models
 from core.descriptor import DESCRIPTOR_FILE
 
@@ -16,17 +17,17 @@ from core.descriptor import DESCRIPTOR_FILE
 @contextlib.contextmanager
 def models_dir_set(root: Path) -> Iterator[Path]:
     """Point VITRINE_MODELS_DIR at `root` with an empty model cache; restore both afterwards."""
-    previous = os.environ.get(models.MODELS_DIR_ENV)
-    os.environ[models.MODELS_DIR_ENV] = str(root)
+    previous = os.environ.get(settings.MODELS_DIR_ENV)
+    os.environ[settings.MODELS_DIR_ENV] = str(root)
     models.clear_cache()
     try:
         yield root
     finally:
         models.clear_cache()
         if previous is None:
-            os.environ.pop(models.MODELS_DIR_ENV, None)
+            os.environ.pop(settings.MODELS_DIR_ENV, None)
         else:
-            os.environ[models.MODELS_DIR_ENV] = previous
+            os.environ[settings.MODELS_DIR_ENV] = previous
 
 
 def copy_hub_models(tiny_models: Path, root: Path) -> Path:

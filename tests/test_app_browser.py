@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from core.models import MODELS_DIR_ENV
+from core.settings import MODELS_DIR_ENV
 
 from .app_support import ROOT
 

@@ -8,6 +8,7 @@ import types
 
 import pytest
 
+from core import settings
 from core import models
 from core.catalog import from_folder
 
@@ -26,7 +27,7 @@ def empty_index_dir(tiny_models, tmp_path, monkeypatch):
 @pytest.fixture
 def no_models(tiny_models, tmp_path, monkeypatch):
     """A machine without network and without a local model folder."""
-    monkeypatch.setenv(models.MODELS_DIR_ENV, str(tmp_path / "no-models-here"))
+    monkeypatch.setenv(settings.MODELS_DIR_ENV, str(tmp_path / "no-models-here"))
     models.clear_cache()
     yield
     models.clear_cache()
@@ -46,7 +47,7 @@ def test_first_run_explains_and_offers_both_ways(empty_index_dir):
     assert f"`{empty_index_dir}`" in at.markdown[0].value  # a code span: shown exactly as it is
     assert [tab.label for tab in at.tabs] == [":material/download: Sample catalog", ":material/folder_open: Your own photos"]
     assert at.select_slider[0].value == 1_000 and len(at.form_submit_button) == 2
-    assert models.MODELS_DIR_ENV in at.caption[0].value
+    assert settings.MODELS_DIR_ENV in at.caption[0].value
 
 
 def test_indexing_a_folder_of_shared_photos_opens_the_search(empty_index_dir, fashion_dir):
@@ -96,7 +97,7 @@ def test_without_models_the_build_shows_the_offline_remedy(empty_index_dir, fash
     fill_folder_form(at, fashion_dir / "images", fashion_dir / "products.csv", limit=PHOTOS)
     assert_no_exception(at)
     assert "could not be loaded" in texts(at, "error")[0]
-    assert "python -m core.models download" in at.code[0].value and models.MODELS_DIR_ENV in at.code[0].value
+    assert "python -m core.models download" in at.code[0].value and settings.MODELS_DIR_ENV in at.code[0].value
 
 
 def test_without_models_the_search_page_shows_the_offline_remedy(fashion_index, tmp_path, monkeypatch, no_models):

@@ -61,7 +61,7 @@ def test_catalog_page_shows_the_index_facts(app_index, engine):
 
 
 def test_catalog_browses_and_filters_by_metadata(app_index, engine):
-    women = int((engine.metadata_table()["gender"] == "Women").sum())
+    women = int((engine.reader.metadata_table()["gender"] == "Women").sum())
     at = open_app(page=CATALOG)
     assert browse_count(at) == "300 of 300 photos match." and len(at.grid(key="browse").image) == 24
     at.multiselect(key="browse_gender").set_value(["Women"]).run()

@@ -65,7 +65,7 @@ def test_an_uploaded_photo_searches_by_image(app_index, outside_photo):
 
 
 def test_a_catalog_photo_upload_leaves_that_product_out(app_index, fashion_dir, engine):
-    product = engine.items["id"].iloc[4]
+    product = engine.reader.items["id"].iloc[4]
     at = open_app()
     at.file_uploader(key="upload").upload("mine.jpg", (fashion_dir / "images" / f"{product}.jpg").read_bytes()).run()
     assert result_images(at) == 12 and product not in result_ids(at)
@@ -130,7 +130,7 @@ def test_an_example_product_can_be_picked_and_cleared(app_index):
 
 
 def test_a_shared_link_restores_the_whole_search(app_index, engine):
-    product = engine.items["id"].iloc[10]
+    product = engine.reader.items["id"].iloc[10]
     link = {"q": "summer", "model": MULTILINGUAL_KEY, "k": "8", "blend": "0.3", "product": product}
     at = open_app(link)
     assert at.text_input(key="text").value == "summer" and at.selectbox(key="model").value == MULTILINGUAL_KEY

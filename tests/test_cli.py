@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from core import settings
 from core import build_index, search
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,7 +75,7 @@ def test_search_refuses_an_index_of_another_model(fashion_index, tmp_path, capsy
     from core import models
     from core.random_models import make_models
 
-    monkeypatch.setenv(models.MODELS_DIR_ENV, str(make_models(tmp_path / "small", "small")))
+    monkeypatch.setenv(settings.MODELS_DIR_ENV, str(make_models(tmp_path / "small", "small")))
     models.clear_cache()
     try:
         assert search.main(["--index", str(fashion_index), "--text", "shirt"]) == 2

@@ -8,11 +8,11 @@ import shutil
 import numpy as np
 import pytest
 
-from core import evaluate
+from core.quality import evaluate
 from core.build_index import build_index
 from core.catalog import from_folder
-from core.evaluate import evaluate_index
-from core.holdout import held_out_mask
+from core.quality.evaluate import evaluate_index
+from core.quality.holdout import held_out_mask
 from core.models import CLIP_KEY, MULTILINGUAL_KEY, get_encoder
 
 from .models_env import add_local_model, clip_descriptor, copy_hub_models, models_dir_set
@@ -20,10 +20,10 @@ from .models_env import add_local_model, clip_descriptor, copy_hub_models, model
 
 def test_numbers_match_a_hand_computation(fashion_index, engine):
     report = evaluate_index(fashion_index, CLIP_KEY, label_column="subCategory", queries=10_000, val_fraction=1.0)
-    items = engine.items
+    items = engine.reader.items
     assert items["id"].is_unique and report.queries == report.products == len(items)
     texts = get_encoder(CLIP_KEY).encode_texts(items["caption"].tolist())
-    images = np.asarray(engine.image_index.vectors)
+    images = np.asarray(engine.reader.image_vectors)
     ranks = []
     for row, text in enumerate(texts):
         scores = images @ text
@@ -48,7 +48,7 @@ def test_numbers_match_a_hand_computation(fashion_index, engine):
 
 
 def test_queries_come_from_held_out_products_with_a_fixed_seed(fashion_index, engine):
-    held_out = int(held_out_mask(engine.items["id"], 0.2).sum())
+    held_out = int(held_out_mask(engine.reader.items["id"], 0.2).sum())
     assert evaluate_index(fashion_index, queries=10_000, val_fraction=0.2).queries == held_out
     few = evaluate_index(fashion_index, queries=5, val_fraction=0.2, seed=7)
     assert few.queries == 5

@@ -8,15 +8,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core import fastpath, models
+from core import fastpath, models, quantize, settings
 from core.images import decode_image
 from core.models import CLIP_KEY, MULTILINGUAL_KEY
+
+from .models_env import copy_hub_models
 
 
 @pytest.fixture
 def fresh_models(tiny_models, tmp_path, monkeypatch):
-    monkeypatch.setenv(fastpath.RECORD_DIR_ENV, str(tmp_path / "records"))
-    monkeypatch.delenv(fastpath.FAST_PATH_ENV, raising=False)
+    # a copy of the models per test: the records are kept beside them
+    monkeypatch.setenv(settings.MODELS_DIR_ENV, str(copy_hub_models(tiny_models, tmp_path / "models")))
+    monkeypatch.delenv(settings.FAST_PATH_ENV, raising=False)
     models.clear_cache()
     yield tiny_models
     models.clear_cache()
@@ -46,24 +49,24 @@ def test_check_command_records_a_verdict_that_auto_mode_follows(fresh_models, fa
 
 
 def test_check_under_forced_on_still_compares_with_fp32(fresh_models, monkeypatch):
-    monkeypatch.setenv(fastpath.FAST_PATH_ENV, "on")
+    monkeypatch.setenv(settings.FAST_PATH_ENV, "on")
     agreement, probe = fastpath.measure_agreement(CLIP_KEY, [Image.new("RGB", (40, 40), "red")] * 12, ["a"] * 12)
     exact = models.load_encoder(CLIP_KEY, "cpu", fast=False)
-    np.testing.assert_allclose(probe, models.probe_vector(exact), atol=1e-6)
+    np.testing.assert_allclose(probe, exact.probe(), atol=1e-6)
     assert agreement.image_cosine_min < 1.0 or agreement.text_cosine_min < 1.0
 
 
 def test_a_failed_check_keeps_the_fast_path_off(fresh_models):
     encoder = models.get_encoder(CLIP_KEY, "cpu")
-    failing = fastpath.Agreement(CLIP_KEY, 10, 0.5, 0.5, 0.2, 0.2)
-    fastpath.save_record(CLIP_KEY, models.probe_vector(encoder), failing)
+    failing = quantize.Agreement(CLIP_KEY, 10, 0.5, 0.5, 0.2, 0.2)
+    quantize.save_record(settings.current().fastpath_record_dir, CLIP_KEY, encoder.probe(), failing)
     models.clear_cache()
     assert not models.get_encoder(CLIP_KEY, "cpu").fast
 
 
 @pytest.mark.parametrize(("setting", "expected"), [("on", True), ("off", False)])
 def test_forced_settings(fresh_models, monkeypatch, setting, expected):
-    monkeypatch.setenv(fastpath.FAST_PATH_ENV, setting)
+    monkeypatch.setenv(settings.FAST_PATH_ENV, setting)
     encoder = models.get_encoder(CLIP_KEY, "cpu")
     assert encoder.fast is expected and is_quantised(encoder) is expected
 

@@ -14,17 +14,18 @@ from PIL import Image
 from safetensors.torch import load_file
 from sentence_transformers import SentenceTransformer
 
-from core import finetune as finetune_cli
+from core import settings
+from core.training import finetune as finetune_cli
 from core import models
 from core.build_index import build_index
-from core.checkpoint import CHECKPOINT_DIR, WEIGHTS_FILE
-from core.evaluate import evaluate_index
-from core.finetune import REPORT_FILE, FinetuneConfig, finetune
+from core.training.checkpoint import CHECKPOINT_DIR, WEIGHTS_FILE
+from core.quality.evaluate import evaluate_index
+from core.training.finetune import REPORT_FILE, FinetuneConfig, finetune
 from core.index import IndexMismatchError
 from core.models import CLIP_KEY, MULTILINGUAL_KEY
-from core.retrieval_metrics import recall_at, target_ranks
+from core.quality.metrics import recall_at, target_ranks
 from core.search import SearchEngine
-from core.training_pairs import decode_images, training_pairs
+from core.training.pairs import decode_images, training_pairs
 
 from .models_env import copy_hub_models, models_dir_set
 
@@ -108,8 +109,8 @@ def test_a_fine_tuned_clip_indexes_with_its_own_image_tower(clip_run, fashion_ca
     out = tmp_path / "index"
     build_index(fashion_catalog, out, ["shop-clip"], limit=60, progress=False)
     engine = SearchEngine(out)
-    assert engine.image_encoder_key == "shop-clip" and engine.models == ["shop-clip"]
-    caption = engine.items["caption"].iloc[3]
+    assert engine.reader.image_model == "shop-clip" and engine.models == ["shop-clip"]
+    caption = engine.reader.items["caption"].iloc[3]
     result = engine.search(text=caption, model="shop-clip", k=5)
     assert len(result.hits) == 5 and result.model == "shop-clip"
     with pytest.raises(IndexMismatchError, match="reads images with 'clip-ViT-B-32'"):
@@ -129,7 +130,7 @@ def test_the_multilingual_text_encoder_learns_against_frozen_clip_image_vectors(
     build_index(fashion_catalog, out, [CLIP_KEY, "shop-german"], limit=60, progress=False)
     engine = SearchEngine(out)
     result = engine.search(text="rotes Kleid für den Sommer", model="shop-german", k=4)
-    assert len(result.hits) == 4 and engine.caption_index("shop-german") is not None
+    assert len(result.hits) == 4 and engine.reader.caption_index("shop-german") is not None
     image = [Image.new("RGB", (40, 40), "red")]
     np.testing.assert_allclose(
         models.get_encoder("shop-german", "cpu").encode_images(image),
@@ -267,6 +268,6 @@ def test_an_empty_catalog_exits_2(models_root, tmp_path, capsys):
 
 
 def test_without_out_or_models_dir_exits_2(fashion_dir, monkeypatch, capsys):
-    monkeypatch.delenv(models.MODELS_DIR_ENV, raising=False)
+    monkeypatch.delenv(settings.MODELS_DIR_ENV, raising=False)
     assert finetune_cli.main([*catalog_args(fashion_dir), "--base", CLIP_KEY]) == 2
     assert "Give --out" in capsys.readouterr().err

@@ -14,11 +14,10 @@ from core.index import (
     IndexMismatchError,
     Manifest,
     VectorIndex,
-    atomic_path,
     read_manifest,
-    replace_folder,
     write_manifest,
 )
+from core.atomic import atomic_path, replace_folder
 
 
 def clustered_vectors(n: int, dim: int, clusters: int = 50, seed: int = 0) -> np.ndarray:

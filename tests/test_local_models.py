@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from core import settings
 from core import models
 from core.descriptor import Descriptor, DescriptorError, read_descriptor, write_descriptor
 from core.models import CLIP_KEY, MULTILINGUAL_KEY, ModelLoadError
@@ -85,7 +86,7 @@ def test_hub_keys_cannot_be_redefined_by_a_descriptor(models_root):
 
 
 def test_without_a_models_dir_only_hub_models_are_listed(monkeypatch):
-    monkeypatch.delenv(models.MODELS_DIR_ENV, raising=False)
+    monkeypatch.delenv(settings.MODELS_DIR_ENV, raising=False)
     assert [spec.key for spec in models.available_models()] == [CLIP_KEY, MULTILINGUAL_KEY]
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from core.models import CLIP_KEY, limit_aspect_ratio
+from core.images import limit_aspect_ratio
+from core.models import CLIP_KEY
 
 
 def test_extreme_strips_are_cropped_before_the_model_sees_them():

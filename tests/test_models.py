@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from core import settings
 from core import models
 from core.models import CLIP_KEY, MULTILINGUAL_KEY, ModelLoadError
 
@@ -68,7 +69,7 @@ def isolated_models(monkeypatch, tmp_path):
 
 
 def test_missing_model_folder_names_key_and_remedy(isolated_models, monkeypatch, tmp_path):
-    monkeypatch.setenv(models.MODELS_DIR_ENV, str(tmp_path / "nowhere"))
+    monkeypatch.setenv(settings.MODELS_DIR_ENV, str(tmp_path / "nowhere"))
     with pytest.raises(ModelLoadError) as err:
         models.get_encoder(CLIP_KEY, "cpu")
     message = str(err.value)
@@ -80,20 +81,20 @@ def test_broken_model_folder_gives_clear_error(isolated_models, monkeypatch, tmp
     broken = tmp_path / "models"
     shutil.copytree(tiny_models / CLIP_KEY, broken / CLIP_KEY)
     (broken / CLIP_KEY / "0_CLIPModel" / "model.safetensors").write_bytes(b"not weights")
-    monkeypatch.setenv(models.MODELS_DIR_ENV, str(broken))
+    monkeypatch.setenv(settings.MODELS_DIR_ENV, str(broken))
     with pytest.raises(ModelLoadError, match="Model 'clip-ViT-B-32' could not be loaded from .*VITRINE_MODELS_DIR"):
         models.get_encoder(CLIP_KEY, "cpu")
 
 
 def test_folder_without_modules_json_is_refused(isolated_models, monkeypatch, tmp_path):
     (tmp_path / CLIP_KEY).mkdir()
-    monkeypatch.setenv(models.MODELS_DIR_ENV, str(tmp_path))
+    monkeypatch.setenv(settings.MODELS_DIR_ENV, str(tmp_path))
     with pytest.raises(ModelLoadError, match="not a sentence-transformers folder"):
         models.get_encoder(CLIP_KEY, "cpu")
 
 
 def test_hub_unreachable_gives_offline_remedy(isolated_models, monkeypatch):
-    monkeypatch.delenv(models.MODELS_DIR_ENV, raising=False)
+    monkeypatch.delenv(settings.MODELS_DIR_ENV, raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ModelLoadError) as err:
         models.get_encoder(MULTILINGUAL_KEY, "cpu")

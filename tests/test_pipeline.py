@@ -12,6 +12,7 @@ import sys
 import numpy as np
 import pytest
 
+from core import settings
 from core import models
 from core.build_index import build_index
 from core.catalog import Catalog, CatalogItem
@@ -83,7 +84,7 @@ def test_builder_refuses_a_clip_folder_it_cannot_call_directly(tiny_models, tmp_
     modules = json.loads((clip / "modules.json").read_text())
     modules.append({"idx": 1, "name": "1", "path": "1_Normalize", "type": "sentence_transformers.models.Normalize"})
     (clip / "modules.json").write_text(json.dumps(modules))
-    monkeypatch.setenv(models.MODELS_DIR_ENV, str(tmp_path))
+    monkeypatch.setenv(settings.MODELS_DIR_ENV, str(tmp_path))
     models.clear_cache()
     try:
         with pytest.raises(ModelLoadError, match="one CLIP module"):

@@ -66,7 +66,7 @@ def test_ray_index_equals_the_local_one_and_searches_alike(ray_cluster, fashion_
     assert_same_index(out, fashion_index)
 
     ours = SearchEngine(out)
-    product = engine.items["id"].iloc[11]
+    product = engine.reader.items["id"].iloc[11]
     queries = [
         {"text": "navy blue shirt for men"},
         {"text": "rote Damenschuhe", "model": "clip-ViT-B-32-multilingual-v1"},
@@ -75,7 +75,7 @@ def test_ray_index_equals_the_local_one_and_searches_alike(ray_cluster, fashion_
     ]
     for query in queries:
         assert [h.id for h in ours.search(k=10, **query).hits] == [h.id for h in engine.search(k=10, **query).hits]
-    assert [h.id for h in ours.similar_to(product, k=8).hits] == [h.id for h in engine.similar_to(product, k=8).hits]
+    assert [h.id for h in ours.search(like=product, k=8).hits] == [h.id for h in engine.search(like=product, k=8).hits]
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.holdout import held_out_mask, holdout_position
-from core.retrieval_metrics import (
+from core.quality.holdout import held_out_mask, holdout_position
+from core.quality.metrics import (
     chance_mrr,
     chance_recall_at,
     label_precision_at,

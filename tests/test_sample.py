@@ -16,7 +16,8 @@ import pytest
 
 from core import build_index as cli
 from core.catalog import CatalogError
-from core.sample import CACHE_DIR_ENV, SAMPLE_DATASET, SampleDownloadError, sample_catalog
+from core.settings import CACHE_DIR_ENV
+from core.sample import SAMPLE_DATASET, SampleDownloadError, sample_catalog
 from core.search import SearchEngine
 
 FILES = ["data/train-00000-of-00002.parquet", "data/train-00001-of-00002.parquet"]

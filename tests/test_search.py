@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
+from core import settings
 from core import models
 from core.build_index import build_index
 from core.catalog import Catalog, CatalogItem
@@ -35,7 +36,7 @@ def test_text_search_returns_k_unique_products_with_details(engine):
 
 
 def test_text_search_fuses_the_caption_index(engine):
-    caption = engine.items["caption"].iloc[42]
+    caption = engine.reader.items["caption"].iloc[42]
     result = engine.search(text=caption, k=5)
     exact = [hit for hit in result.hits if hit.caption == caption]
     assert exact and "caption" in exact[0].matched
@@ -44,7 +45,7 @@ def test_text_search_fuses_the_caption_index(engine):
 
 
 def test_image_search_excludes_the_query_product_itself(engine, fashion_dir):
-    product = engine.items["id"].iloc[7]
+    product = engine.reader.items["id"].iloc[7]
     result = engine.search(image=fashion_dir / "images" / f"{product}.jpg", k=8)
     assert product not in ids(result) and len(result.hits) == 8
     assert result.mode == "image" and "decode" in result.timings_ms
@@ -54,22 +55,22 @@ def test_image_search_excludes_the_query_product_itself(engine, fashion_dir):
 
 def test_image_outside_the_catalog_is_not_excluded(engine, fashion_dir):
     outside = sorted((fashion_dir / "images").glob("*.jpg"))[-1]
-    assert outside.stem not in set(engine.items["id"])
+    assert outside.stem not in set(engine.reader.items["id"])
     assert len(engine.search(image=outside, k=INDEX_SIZE).hits) == INDEX_SIZE
 
 
 def test_more_like_this_uses_the_stored_vector_and_excludes_itself(engine, fashion_dir):
-    product = engine.items["id"].iloc[3]
-    similar = engine.similar_to(product, k=6)
+    product = engine.reader.items["id"].iloc[3]
+    similar = engine.search(like=product, k=6)
     assert product not in ids(similar)
     by_upload = engine.search(image=(fashion_dir / "images" / f"{product}.jpg").read_bytes(), k=6)
     assert ids(similar) == ids(by_upload)
     with pytest.raises(QueryError, match="No product with id"):
-        engine.similar_to("no-such-id")
+        engine.search(like="no-such-id")
 
 
 def test_blend_endpoints_equal_pure_searches(engine, fashion_dir):
-    image = fashion_dir / "images" / f"{engine.items['id'].iloc[11]}.jpg"
+    image = fashion_dir / "images" / f"{engine.reader.items['id'].iloc[11]}.jpg"
     text = "black leather handbag"
     pure_image = engine.search(image=image, k=10)
     pure_text = engine.search(text=text, k=10)
@@ -83,7 +84,7 @@ def test_blend_endpoints_equal_pure_searches(engine, fashion_dir):
 
 def test_blend_vector_is_the_normalised_mix(engine, fashion_dir):
     clip = models.get_encoder(CLIP_KEY)
-    image = fashion_dir / "images" / f"{engine.items['id'].iloc[5]}.jpg"
+    image = fashion_dir / "images" / f"{engine.reader.items['id'].iloc[5]}.jpg"
     from core.images import load_image
 
     image_vec = clip.encode_images([load_image(image)])[0]
@@ -91,7 +92,7 @@ def test_blend_vector_is_the_normalised_mix(engine, fashion_dir):
     mix = 0.7 * image_vec + 0.3 * text_vec
     mix /= np.linalg.norm(mix)
     result = engine.search(text="green sports shoes", image=image, blend=0.3, k=5, use_captions=False)
-    vectors = np.asarray(engine.image_index.vectors)
+    vectors = np.asarray(engine.reader.image_vectors)
     expected = [h.row for h in result.hits]
     assert [h.score for h in result.hits] == pytest.approx((vectors[expected] @ mix).tolist(), abs=1e-5)
 
@@ -137,7 +138,7 @@ def test_unknown_model_is_refused(engine):
 
 
 def test_concurrent_queries_match_serial_ones(engine, fashion_dir):
-    images = [fashion_dir / "images" / f"{i}.jpg" for i in engine.items["id"].iloc[:8]]
+    images = [fashion_dir / "images" / f"{i}.jpg" for i in engine.reader.items["id"].iloc[:8]]
     queries = [{"text": t} for t in ("white sneakers", "blue jeans", "gold watch", "sunglasses")] * 2
     queries += [{"image": p} for p in images] + [{"text": "red top", "image": images[0], "blend": 0.4}]
     serial = [ids(engine.search(k=10, **q)) for q in queries]
@@ -147,10 +148,10 @@ def test_concurrent_queries_match_serial_ones(engine, fashion_dir):
 
 
 def test_hnsw_recall_on_the_real_index(engine):
-    vectors = np.asarray(engine.image_index.vectors)
+    vectors = np.asarray(engine.reader.image_vectors)
     queries = vectors[::3] + 0.05 * np.random.default_rng(0).normal(size=vectors[::3].shape).astype(np.float32)
-    approx, _ = engine.image_index.hnsw_search(queries, 10)
-    exact, _ = engine.image_index.exact_search(queries, 10)
+    approx, _ = engine.reader.image_index.hnsw_search(queries, 10)
+    exact, _ = engine.reader.image_index.exact_search(queries, 10)
     assert np.mean([len(set(a) & set(e)) / 10 for a, e in zip(approx, exact)]) >= 0.99
 
 
@@ -178,7 +179,7 @@ def test_index_built_by_other_weights_is_refused(tiny_models, fashion_catalog, t
         from core.random_models import make_clip, make_multilingual
 
         (make_clip(other / key, "tiny", seed=7) if key == CLIP_KEY else make_multilingual(other / key, 24, "tiny", seed=8))
-    monkeypatch.setenv(models.MODELS_DIR_ENV, str(other))
+    monkeypatch.setenv(settings.MODELS_DIR_ENV, str(other))
     models.clear_cache()
     try:
         with pytest.raises(IndexMismatchError, match="other weights"):

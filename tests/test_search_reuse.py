@@ -38,11 +38,11 @@ class EncodeCounter:
 
 
 def test_like_searches_with_the_stored_photo_and_leaves_the_product_out(engine, monkeypatch):
-    product = engine.items["id"].iloc[5]
+    product = engine.reader.items["id"].iloc[5]
     counter = EncodeCounter(monkeypatch)
     liked = engine.search(like=product, k=6)
     assert counter.images == 0 and product not in ids(liked)
-    assert ids(liked) == ids(engine.similar_to(product, k=6)) and liked.mode == "image"
+    assert ids(liked) == ids(engine.search(like=product, k=6)) and liked.mode == "image"
     blended = engine.search(text="summer", like=product, blend=0.5, k=6)
     assert blended.mode == "blend" and product not in ids(blended)
     with pytest.raises(QueryError, match="either an image or a catalog product"):
@@ -66,17 +66,17 @@ def test_the_same_photo_bytes_are_encoded_once(engine, fashion_dir, monkeypatch)
 
 def test_a_catalog_photo_reuses_its_stored_vector(engine, fashion_dir, monkeypatch):
     row = 9
-    photo = (fashion_dir / "images" / f"{engine.items['id'].iloc[row]}.jpg").read_bytes()
+    photo = (fashion_dir / "images" / f"{engine.reader.items['id'].iloc[row]}.jpg").read_bytes()
     counter = EncodeCounter(monkeypatch)
     result = engine.search(image=photo, k=3)
     assert counter.images == 0
-    assert np.allclose(result.query_vector, engine.image_index.vectors[row])
+    assert np.allclose(result.query_vector, engine.reader.image_vectors[row])
 
 
 def test_metadata_table_has_a_row_per_photo_in_index_order(engine):
-    table = engine.metadata_table()
+    table = engine.reader.metadata_table()
     assert len(table) == engine.count and list(table.columns[:2]) == ["id", "caption"]
-    assert table["id"].tolist() == engine.items["id"].astype(str).tolist()
+    assert table["id"].tolist() == engine.reader.items["id"].astype(str).tolist()
     assert {"gender", "masterCategory", "baseColour"} <= set(table.columns)
     assert table.isna().sum().sum() == 0
 

@@ -37,10 +37,10 @@ def colour_columns(table: pd.DataFrame) -> list[str]:
 @st.cache_resource(max_entries=4, show_spinner="Drawing the catalog map…")
 def catalog_map(folder: str, built_at: str, _engine: SearchEngine) -> CatalogMap:
     """Fitted on every photo vector, drawn for an even spread of them; once per index."""
-    vectors = np.asarray(_engine.image_index.vectors, dtype=np.float32)
+    vectors = np.asarray(_engine.reader.image_vectors, dtype=np.float32)
     projection = Projection.fit(vectors)
     rows = np.unique(np.linspace(0, len(vectors) - 1, min(MAP_POINTS, len(vectors))).astype(int))
-    points = _engine.metadata_table().iloc[rows].reset_index(drop=True)
+    points = _engine.reader.metadata_table().iloc[rows].reset_index(drop=True)
     xy = projection.transform(vectors[rows])
     points.insert(0, "y", xy[:, 1])
     points.insert(0, "x", xy[:, 0])

@@ -80,13 +80,13 @@ def _browse(engine: SearchEngine) -> None:
     pages = -(-len(rows) // PAGE_SIZE)
     page = st.pagination(pages, key="browse_page") if pages > 1 else 1
     shown = rows[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
-    hits = [engine.hit_for_row(int(row)) for row in shown]
+    hits = [engine.reader.hit(int(row)) for row in shown]
     results.render_grid(hits, key="browse", on_more_like_this=_more_like_this, show_score=False, min_column_width=150)
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)
 def _metadata_table(folder: str, built_at: str, _engine: SearchEngine) -> pd.DataFrame:
-    return _engine.metadata_table()
+    return _engine.reader.metadata_table()
 
 
 def _more_like_this(item_id: str) -> None:

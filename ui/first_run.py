@@ -15,7 +15,8 @@ import streamlit as st
 
 from core.build_index import BuildSummary, build_index
 from core.catalog import Catalog, CatalogError, from_folder
-from core.models import MODELS_DIR_ENV, ModelLoadError, models_dir
+from core import settings
+from core.models import ModelLoadError
 from ui import messages, resources
 from ui.text import code, plain
 
@@ -51,13 +52,13 @@ def render(index_root: Path) -> None:
 
 
 def _model_source_note() -> None:
-    folder = models_dir()
+    folder = settings.current().models_dir
     if folder is not None:
-        st.caption(f"Models are read from {code(folder)} ({MODELS_DIR_ENV}); no network is needed.")
+        st.caption(f"Models are read from {code(folder)} ({settings.MODELS_DIR_ENV}); no network is needed.")
     else:
         st.caption(
             "Models are downloaded from the Hugging Face hub on first use. Offline (at a booth), run "
-            f"`python -m core.models download --to ./models` on a connected machine and set `{MODELS_DIR_ENV}`."
+            f"`python -m core.models download --to ./models` on a connected machine and set `{settings.MODELS_DIR_ENV}`."
         )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.models import MODELS_DIR_ENV
+from core.settings import MODELS_DIR_ENV
 from ui.text import plain
 
 OFFLINE_REMEDY = (

@@ -15,7 +15,8 @@ from streamlit.runtime.uploaded_file_manager import UploadedFile
 
 from core.catalog import IMAGE_EXTENSIONS
 from core.images import DEFAULT_MAX_BYTES, ImageError, load_image
-from core.models import CLIP_KEY, MAX_TEXT_CHARS, MULTILINGUAL_KEY, limit_aspect_ratio
+from core.images import limit_aspect_ratio
+from core.models import CLIP_KEY, MAX_TEXT_CHARS, MULTILINGUAL_KEY
 from core.search import SearchEngine
 from ui import state
 from ui.text import plain
@@ -171,9 +172,9 @@ def _product_query(engine: SearchEngine) -> ImageQuery | None:
     """The chosen catalog product, or a few examples to choose from."""
     product = st.session_state[state.PRODUCT]
     if product:
-        rows = engine.item_rows(product)
+        rows = engine.reader.rows_of(product)
         if len(rows):
-            hit = engine.hit_for_row(int(rows[0]))
+            hit = engine.reader.hit(int(rows[0]))
             with st.container(horizontal=True, vertical_alignment="center"):
                 if hit.thumbnail:
                     st.image(hit.thumbnail, width=96)
@@ -185,7 +186,7 @@ def _product_query(engine: SearchEngine) -> ImageQuery | None:
     st.caption("Pick a product to find similar ones:")
     grid = st.grid(columns=3, min_column_width=90, gap="xsmall")
     for row in _example_rows(engine.count):
-        hit = engine.hit_for_row(row)
+        hit = engine.reader.hit(row)
         with grid.cell():
             if hit.thumbnail:
                 st.image(hit.thumbnail, width="stretch")

@@ -6,25 +6,22 @@ st.cache_resource, shared by all sessions (a Space serves many visitors from one
 
 from __future__ import annotations
 
-import os
 import threading
 from pathlib import Path
 
 import streamlit as st
 from PIL import Image
 
+from core import settings
 from core.index import list_indexes, read_manifest
 from core.search import SearchEngine
 
-INDEX_DIR_ENV = "VITRINE_INDEX_DIR"
-DEFAULT_INDEX_DIR = Path(__file__).resolve().parents[1] / "index_data"
 WARM_UP_TEXT = "a photo of a product"
 
 
 def index_root() -> Path:
-    """Where catalogs live: $VITRINE_INDEX_DIR, else index_data/ beside app.py."""
-    value = os.environ.get(INDEX_DIR_ENV, "").strip()
-    return Path(value).expanduser() if value else DEFAULT_INDEX_DIR
+    """Where catalogs live: $VITRINE_INDEX_DIR, else index_data/ beside app.py (core/settings.py)."""
+    return settings.current().index_dir
 
 
 def catalog_folders() -> list[Path]:

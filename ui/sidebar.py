@@ -33,7 +33,7 @@ def catalog_picker(folders: list[Path]) -> Path:
 
 def searchable_models(engine: SearchEngine) -> list[ModelSpec]:
     """Models that read photos with this index's image tower (both built-in ones, usually)."""
-    return [spec for spec in available_models() if spec.image_tower == engine.image_encoder_key]
+    return [spec for spec in available_models() if spec.image_tower == engine.reader.image_model]
 
 
 def model_picker(engine: SearchEngine) -> str:

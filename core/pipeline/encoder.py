@@ -18,34 +18,12 @@ import torch
 import torch.nn.functional as F
 
 from core.index import vector_stem
-from core.models import Encoder, ModelLoadError, get_encoder, pick_device
+from core.models import Encoder, ModelLoadError, get_encoder
 from core.pipeline import BuildError
 from core.pipeline.reader import DecodedBatch, ImagePrep
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 _AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
-
-
-def resolve_device(requested: str) -> str:
-    """The device a build runs on; asking for one this machine lacks is an error, not a crash later."""
-    device = pick_device(requested)
-    if not device_available(device):
-        raise BuildError(f"--device {device}: no such device is available here. Use --device auto or cpu.")
-    return device
-
-
-def device_available(device: str) -> bool:
-    """Whether this process can run models on `device` ('cpu', 'cuda', 'mps')."""
-    mps = getattr(torch.backends, "mps", None)
-    if device == "cuda":
-        return torch.cuda.is_available()
-    return device != "mps" or (mps is not None and mps.is_available())
-
-
-def local_device(device: str) -> str:
-    """Where this process loads a model for `device` work done elsewhere (a Ray driver without the
-    cluster's GPUs): the device itself when present here, else the CPU."""
-    return device if device_available(device) else "cpu"
 
 
 def resolve_precision(precision: str, device: str) -> str:

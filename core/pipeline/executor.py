@@ -20,7 +20,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from core.catalog import CatalogItem
-from core.pipeline.encoder import EncoderConfig, resolve_device
+from core.devices import require_device
+from core.pipeline.encoder import EncoderConfig
 from core.pipeline.progress import BuildProgress
 from core.pipeline.reader import BatchTask, DecodedBatch, ImagePrep, read_batch
 from core.pipeline.writer import ShardBuffer, ShardWriter
@@ -99,7 +100,7 @@ class LocalExecutor:
         self.ready_batches = ready_batches  # decoded batches kept waiting for the encoder, across workers
 
     def resolve_device(self, requested: str) -> str:
-        return resolve_device(requested)
+        return require_device(requested)
 
     def run(self, job: BuildJob, progress: BuildProgress) -> None:
         if not job.shards:

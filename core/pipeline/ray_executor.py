@@ -30,16 +30,17 @@ import torch
 
 import core
 from core.catalog import CatalogItem
-from core.models import MODELS_DIR_ENV, get_encoder
+from core.models import get_encoder
+from core.settings import model_location_env
 from core.pipeline import BuildError
-from core.pipeline.encoder import EncoderConfig, ImageTower, local_device, resolve_device
+from core.devices import local_device, require_device
+from core.pipeline.encoder import EncoderConfig, ImageTower
 from core.pipeline.executor import BuildJob
 from core.pipeline.progress import BuildProgress
 from core.pipeline.reader import BatchTask, DecodedBatch, ImagePrep, RowRecord, read_batch
 from core.pipeline.writer import ShardWriter
 
 # Settings the encoder actors load models with: a remote node does not inherit the driver's environment.
-FORWARDED_ENV = (MODELS_DIR_ENV, "HF_HOME", "HF_HUB_OFFLINE", "HF_ENDPOINT")
 _SOURCE = pa.schema([
     ("position", pa.int64()), ("shard", pa.int64()), ("id", pa.string()), ("caption", pa.string()),
     ("path", pa.string()), ("uri", pa.string()), ("data", pa.binary()),
@@ -165,7 +166,7 @@ class RayExecutor:
             return "cuda" if gpus else "cpu"
         if requested == "cuda" and not gpus:
             raise BuildError("--device cuda: the Ray cluster has no GPU. Use --device auto or cpu.")
-        return resolve_device(requested) if requested == "mps" else requested
+        return require_device(requested) if requested == "mps" else requested
 
     def run(self, job: BuildJob, progress: BuildProgress) -> None:
         try:
@@ -194,7 +195,7 @@ class RayExecutor:
         config = job.encoder
         prep = ImageTower(get_encoder(config.image_model, local_device(config.device))).prep
         blocks = [source_block(job.items, task) for shard in job.shards for task in shard.batches(job.batch_size)]
-        env = {key: os.environ[key] for key in FORWARDED_ENV if key in os.environ}
+        env = model_location_env()
         gpu = config.device == "cuda"
         return (
             ray.data.from_arrow(blocks)

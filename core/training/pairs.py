@@ -16,7 +16,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from core.catalog import Catalog, CatalogError, CatalogItem, SkippedRow
-from core.holdout import held_out_mask
+from core.quality.holdout import held_out_mask
 from core.images import ImageError, decode_image
 
 ENCODE_CHUNK = 256
@@ -37,7 +37,7 @@ class TrainingPairs:
 
 
 def training_pairs(catalog: Catalog, val_fraction: float, limit: int | None = None, progress: bool = True) -> TrainingPairs:
-    """The catalog's readable, captioned items, split by product id (core/holdout.py)."""
+    """The catalog's readable, captioned items, split by product id (core/quality/holdout.py)."""
     items = catalog.items[:limit] if limit else catalog.items
     if not items:
         raise CatalogError(f"The catalog {catalog.source} is empty: there is nothing to fine-tune on.")

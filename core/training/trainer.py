@@ -19,9 +19,9 @@ import torch
 from sentence_transformers.util import batch_to_device
 from tqdm import tqdm
 
-from core.contrastive import Temperature, symmetric_info_nce
-from core.retrieval_metrics import chance_recall_at, recall_at, target_ranks
-from core.training_pairs import TrainingPairs, decode_images, encode_pair_images
+from core.training.contrastive import Temperature, symmetric_info_nce
+from core.quality.metrics import chance_recall_at, recall_at, target_ranks
+from core.training.pairs import TrainingPairs, decode_images, encode_pair_images
 
 RECALL_K = 10
 EVAL_BATCH = 128

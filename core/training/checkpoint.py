@@ -1,6 +1,6 @@
 """Fine-tuning checkpoints without pickle: tensors in safetensors, everything else in JSON.
 
-A checkpoint is one folder written whole and swapped in (core.index.replace_folder), so a
+A checkpoint is one folder written whole and swapped in (core.atomic.replace_folder), so a
 run killed while saving leaves the previous epoch's checkpoint intact. It holds the
 weights after the last finished epoch, the best weights so far (early stopping returns
 those), the optimizer's moments and the bookkeeping needed to continue exactly.
@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from core.index import replace_folder
+from core.atomic import replace_folder
 
 CHECKPOINT_DIR = "checkpoint"
 STATE_FILE = "state.json"

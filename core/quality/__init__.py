@@ -1,0 +1,1 @@
+"""Retrieval quality: metrics, the held-out split, the core.evaluate command."""

@@ -1,0 +1,1 @@
+"""Fine-tuning on a catalog's own (image, caption) pairs: pairs, contrastive loss, trainer, checkpoints."""

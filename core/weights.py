@@ -1,0 +1,72 @@
+"""Does a loaded model fit an index? One check for the builder, the search engine and evaluate.
+
+An index records, per model, its vector size and a probe: the model's vector for a fixed
+sentence (`Encoder.probe`). Other weights of the same architecture (another fine-tune, a
+re-trained checkpoint) give a different probe, so vectors from them would be silently
+wrong against this index; the check refuses them instead.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from core.index import MANIFEST_FILE, IndexMismatchError, Manifest
+from core.models import Encoder
+
+PROBE_MIN_COSINE = 0.98
+
+
+def model_facts(encoder: Encoder) -> dict:
+    """What an index records about a model: its vector size and its probe."""
+    return {"dim": encoder.dim, "probe": encoder.probe().round(6).tolist()}
+
+
+def check_fits(encoder: Encoder, manifest: Manifest, folder: Path) -> None:
+    """Refuse a model whose image tower, vector size or weights differ from the index's.
+
+    The weights of every model whose vectors the index holds, the query model's and its image
+    tower's, must match their recorded probes; a text model with no vectors here (a fine-tune
+    of the text side only) is checked through its image tower alone."""
+    key = encoder.spec.key
+    image_entry = manifest.image_entry
+    image_model = image_entry.encoder if image_entry else None
+    if encoder.spec.image_tower != image_model:
+        raise IndexMismatchError(
+            f"Model '{key}' reads images with '{encoder.spec.image_tower}', but this index was built with "
+            f"'{image_model}'. Pick another model or rebuild the index."
+        )
+    if image_entry is not None and encoder.dim != image_entry.dim:
+        raise IndexMismatchError(
+            f"Model '{key}' makes {encoder.dim}-d vectors, the index in {folder} holds "
+            f"{image_entry.dim}-d vectors: it was built by another model. Rebuild it with "
+            f"`python -m core.build_index --models {key} ...`."
+        )
+    towers = [encoder] if encoder.image_encoder is encoder else [encoder, encoder.image_encoder]
+    for tower in towers:
+        if tower.spec.key == image_model or manifest.find(tower.spec.key, "caption") is not None:
+            _check_probe(tower, manifest, folder)
+
+
+def _check_probe(encoder: Encoder, manifest: Manifest, folder: Path) -> None:
+    key = encoder.spec.key
+    recorded = manifest.models.get(key) or {}
+    probe = recorded.get("probe") if isinstance(recorded, dict) else None
+    if not probe:
+        raise IndexMismatchError(
+            f"{Path(folder) / MANIFEST_FILE} records no weights probe for '{key}', so it cannot be checked "
+            f"against the model loaded now. Rebuild the index: `python -m core.build_index ... --out {folder}`."
+        )
+    recorded_probe = np.asarray(probe, np.float32)
+    if recorded_probe.shape != (encoder.dim,):
+        raise IndexMismatchError(
+            f"The index in {folder} was built with a {recorded_probe.shape[0]}-d '{key}', the one loaded now makes "
+            f"{encoder.dim}-d vectors. Rebuild the index with the current model."
+        )
+    agreement = float(np.dot(encoder.probe(), recorded_probe))
+    if agreement < PROBE_MIN_COSINE:
+        raise IndexMismatchError(
+            f"The index in {folder} was built with other weights for '{key}' than the ones "
+            f"loaded now (probe cosine {agreement:.3f}). Rebuild the index with the current model."
+        )
