@@ -21,13 +21,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.catalog import Catalog, CatalogError, SkippedRow, load_catalog
+from core import cli
+from core.catalog import Catalog, CatalogError, SkippedRow
 from core.atomic import replace_folder
 from core.index import HnswParams, Manifest
 from core.models import REGISTRY, ModelLoadError, get_encoder, get_spec
 from core.pipeline import BuildError
 from core.pipeline.assemble import REPORT_FILE, assemble_index
-from core.devices import DeviceError, local_device
+from core.devices import local_device
 from core.pipeline.encoder import PRECISIONS, EncoderConfig, resolve_precision
 from core.pipeline.executor import BuildJob, Executor, LocalExecutor, plan_shards
 from core.pipeline.progress import BuildProgress
@@ -169,52 +170,32 @@ def _image_tower(models: Sequence[str]) -> str:
     return towers.pop()
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
-def _count(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
-    return value
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m core.build_index", description=__doc__.split("\n\n")[0])
-    source = parser.add_argument_group(
-        "catalog (one of: --images [--captions], --parquet, --sample; paths or URIs such as s3://bucket/shop)"
+    source = cli.add_catalog_flags(
+        parser, "catalog (one of: --images [--captions], --parquet, --sample; paths or URIs such as s3://bucket/shop)"
     )
-    source.add_argument("--images", help="folder of product images")
-    source.add_argument("--captions", help="CSV with one row per image (id, caption, metadata)")
-    source.add_argument("--parquet", nargs="+", default=[], help="parquet files or folder URIs (HF fashion schema)")
-    source.add_argument("--sample", type=_positive, metavar="N",
+    source.add_argument("--sample", type=cli.positive, metavar="N",
                         help="download the first N products of the Hugging Face fashion dataset and index them")
-    source.add_argument("--id-column", default="id")
-    source.add_argument("--caption-column", help="default: caption, productDisplayName, title, name or description")
-    source.add_argument("--filename-column", help="image file per row; default: the image named after the id")
     parser.add_argument("--out", type=Path, required=True, help="index folder to write, e.g. index_data/shop")
     parser.add_argument("--models", default=",".join(REGISTRY), help="comma-separated model keys (default: both)")
     run = parser.add_argument_group("how the build runs")
-    run.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    cli.add_device_flag(run)
     run.add_argument("--precision", default="auto", choices=PRECISIONS, help="auto: fp16 on CUDA, fp32 elsewhere")
-    run.add_argument("--batch-size", type=_positive, default=32)
-    run.add_argument("--workers", type=_count, help="reader processes (default: 1 on CPU, cores-1 with a GPU)")
-    run.add_argument("--shard-size", type=_positive, help=f"rows per resumable shard (default: {SHARD_BATCHES} batches)")
-    run.add_argument("--limit", type=_positive, help="index only the first N catalog rows")
+    run.add_argument("--batch-size", type=cli.positive, default=32)
+    run.add_argument("--workers", type=cli.count, help="reader processes (default: 1 on CPU, cores-1 with a GPU)")
+    run.add_argument("--shard-size", type=cli.positive, help=f"rows per resumable shard (default: {SHARD_BATCHES} batches)")
+    run.add_argument("--limit", type=cli.positive, help="index only the first N catalog rows")
     run.add_argument("--engine", choices=ENGINES, default="local",
                      help="local: this machine; ray: Ray Data reader tasks and encoder actors (a cluster or a local Ray)")
     ray = parser.add_argument_group("ray engine (--engine ray; pip install -r requirements-ray.txt)")
     ray.add_argument("--ray-address", help="cluster to run on, e.g. auto or ray://head:10001 (default: a Ray started here)")
-    ray.add_argument("--ray-concurrency", type=_positive, metavar="N",
+    ray.add_argument("--ray-concurrency", type=cli.positive, metavar="N",
                      help="encoder actors (default: one per GPU of the cluster, or one per node without GPUs)")
     hnsw = parser.add_argument_group("HNSW graph")
-    hnsw.add_argument("--m", type=_positive, default=HnswParams.m, help="graph degree")
-    hnsw.add_argument("--ef-construction", type=_positive, default=HnswParams.ef_construction)
-    hnsw.add_argument("--ef-search", type=_positive, default=HnswParams.ef_search)
+    hnsw.add_argument("--m", type=cli.positive, default=HnswParams.m, help="graph degree")
+    hnsw.add_argument("--ef-construction", type=cli.positive, default=HnswParams.ef_construction)
+    hnsw.add_argument("--ef-search", type=cli.positive, default=HnswParams.ef_search)
     args = parser.parse_args(argv)
     if args.engine != "ray" and (args.ray_address or args.ray_concurrency):
         parser.error("--ray-address and --ray-concurrency need --engine ray")
@@ -240,15 +221,7 @@ def make_executor(engine: str, workers: int | None = None, ray_address: str | No
 
 def _catalog(args: argparse.Namespace) -> Catalog:
     if args.sample is None:
-        return load_catalog(
-            images=args.images,
-            captions=args.captions,
-            parquet=args.parquet,
-            id_column=args.id_column,
-            caption_column=args.caption_column,
-            filename_column=args.filename_column,
-            name=args.out.name,
-        )
+        return cli.catalog_of(args, name=args.out.name)
     if args.images or args.captions or args.parquet:
         raise CatalogError("give either --sample N or your own catalog (--images or --parquet), not both")
     return sample_catalog(args.sample)
@@ -256,7 +229,8 @@ def _catalog(args: argparse.Namespace) -> Catalog:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
+
+    def build() -> int:
         executor = make_executor(args.engine, args.workers, args.ray_address, args.ray_concurrency)
         summary = build_index(
             _catalog(args),
@@ -271,14 +245,13 @@ def main(argv: list[str] | None = None) -> int:
             shard_size=args.shard_size,
             executor=executor,
         )
-    except (CatalogError, ModelLoadError, BuildError, DeviceError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("\ninterrupted: run the same command again to continue where the build stopped.", file=sys.stderr)
-        return 130
-    print(summary.describe())
-    return 0
+        print(summary.describe())
+        return 0
+
+    return cli.run(
+        build, ModelLoadError, BuildError,
+        on_interrupt="run the same command again to continue where the build stopped.",
+    )
 
 
 if __name__ == "__main__":
