@@ -1,4 +1,4 @@
-"""Offline index builder: catalog -> reader -> encoder -> writer -> index folder.
+"""Offline index builder: catalog -> read -> encode -> write -> index folder.
 
     python -m core.build_index --images ../shared/data/fashion-products/images \\
         --captions ../shared/data/fashion-products/products.csv --out index_data/fashion
@@ -29,7 +29,7 @@ from core.models import REGISTRY, ModelLoadError, get_encoder, get_spec
 from core.pipeline import BuildError
 from core.pipeline.assemble import REPORT_FILE, assemble_index
 from core.devices import local_device
-from core.pipeline.encoder import PRECISIONS, EncoderConfig, resolve_precision
+from core.pipeline.encode_stage import PRECISIONS, EncodePlan, resolve_precision
 from core.pipeline.executor import BuildJob, Executor, LocalExecutor, plan_shards
 from core.pipeline.progress import BuildProgress
 from core.pipeline.work import WorkFolder
@@ -108,25 +108,25 @@ def build_index(
     device = engine.resolve_device(device)
     precision = resolve_precision(precision, device)
     captions = tuple(models) if any(item.caption for item in items) else ()
-    config = EncoderConfig(image_model, captions, device, precision, batch_size)
-    model_facts = _model_facts(models, image_model, local_device(device))
+    encode_plan = EncodePlan(image_model, captions, device, precision, batch_size)
+    facts = _model_facts(models, image_model, local_device(device))
     shard_size = shard_size or batch_size * SHARD_BATCHES
     fingerprint = catalog.fingerprint()
     work = WorkFolder(out, {
-        "format": SHARD_FORMAT, "catalog": fingerprint, "rows": len(items), "models": model_facts,
+        "format": SHARD_FORMAT, "catalog": fingerprint, "rows": len(items), "models": facts,
         "image_model": image_model, "captions": list(captions), "device": device, "precision": precision,
         "batch_size": batch_size, "shard_size": shard_size,
     })
-    plan = plan_shards(len(items), shard_size)
+    shards = plan_shards(len(items), shard_size)
     with work.locked():
-        done = intact_shards(work.shards, config.stems, {shard.number: len(shard) for shard in plan})
-        pending = [shard for shard in plan if shard.number not in done]
+        done = intact_shards(work.shards, encode_plan.stems, {shard.number: len(shard) for shard in shards})
+        pending = [shard for shard in shards if shard.number not in done]
         tracker = BuildProgress(
             len(items), len(items) - sum(map(len, pending)), show=progress, on_progress=on_progress
         )
         try:
             engine.run(
-                BuildJob(items, pending, batch_size, config, ShardWriter(work.shards)), tracker
+                BuildJob(items, pending, batch_size, encode_plan, ShardWriter(work.shards)), tracker
             )
         finally:
             tracker.close()
@@ -135,11 +135,11 @@ def build_index(
             hnsw=params,
             entries=[],
             created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            models=model_facts,
+            models=facts,
         )
         try:
             indexed, skipped = assemble_index(
-                work.staging, items, work.shards, [shard.number for shard in plan], config,
+                work.staging, items, work.shards, [shard.number for shard in shards], encode_plan,
                 params=params, manifest=manifest, skipped=catalog.skipped, progress=tracker,
             )
         except CatalogError:
@@ -149,7 +149,7 @@ def build_index(
     work.remove()
     return BuildSummary(
         out, indexed, skipped, time.perf_counter() - started, tracker.seconds, tracker.items,
-        shards=len(plan), resumed_shards=len(done),
+        shards=len(shards), resumed_shards=len(done),
     )
 
 
@@ -187,11 +187,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     run.add_argument("--shard-size", type=cli.positive, help=f"rows per resumable shard (default: {SHARD_BATCHES} batches)")
     run.add_argument("--limit", type=cli.positive, help="index only the first N catalog rows")
     run.add_argument("--engine", choices=ENGINES, default="local",
-                     help="local: this machine; ray: Ray Data reader tasks and encoder actors (a cluster or a local Ray)")
+                     help="local: this machine; ray: Ray Data reader tasks and encode actors (a cluster or a local Ray)")
     ray = parser.add_argument_group("ray engine (--engine ray; pip install -r requirements-ray.txt)")
     ray.add_argument("--ray-address", help="cluster to run on, e.g. auto or ray://head:10001 (default: a Ray started here)")
     ray.add_argument("--ray-concurrency", type=cli.positive, metavar="N",
-                     help="encoder actors (default: one per GPU of the cluster, or one per node without GPUs)")
+                     help="encode actors (default: one per GPU of the cluster, or one per node without GPUs)")
     hnsw = parser.add_argument_group("HNSW graph")
     hnsw.add_argument("--m", type=cli.positive, default=HnswParams.m, help="graph degree")
     hnsw.add_argument("--ef-construction", type=cli.positive, default=HnswParams.ef_construction)

@@ -55,14 +55,15 @@ class HnswParams:
     ef_search: int = 64
 
 
-def vector_stem(modality: str, encoder: str) -> str:
-    """File name (without suffix) of the vectors one encoder made from one modality."""
-    return f"{modality}__{encoder}"
+def vector_stem(modality: str, model_key: str) -> str:
+    """File name (without suffix) of the vectors one model made from one modality."""
+    return f"{modality}__{model_key}"
 
 
 @dataclass(frozen=True)
 class IndexEntry:
-    """One vector file of an index folder: which encoder made it, from which modality."""
+    """One vector file of an index folder: which model made it (`encoder`, the manifest's name for
+    the model key), from which modality."""
 
     encoder: str
     modality: str  # "image" or "caption"
@@ -86,8 +87,8 @@ class Manifest:
     models: dict[str, dict] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
 
-    def find(self, encoder: str, modality: str) -> IndexEntry | None:
-        return next((e for e in self.entries if e.encoder == encoder and e.modality == modality), None)
+    def find(self, model_key: str, modality: str) -> IndexEntry | None:
+        return next((e for e in self.entries if e.encoder == model_key and e.modality == modality), None)
 
     @property
     def image_entry(self) -> IndexEntry | None:
