@@ -36,15 +36,8 @@ def add_catalog_flags(parser: argparse.ArgumentParser, title: str = CATALOG_GROU
 
 def catalog_of(args: argparse.Namespace, name: str | None = None) -> Catalog:
     """The catalog the flags of add_catalog_flags name, called `name` (default: after its folder)."""
-    return load_catalog(
-        images=args.images,
-        captions=args.captions,
-        parquet=args.parquet,
-        id_column=args.id_column,
-        caption_column=args.caption_column,
-        filename_column=args.filename_column,
-        name=name,
-    )
+    columns = {option: getattr(args, option) for option in ("id_column", "caption_column", "filename_column")}
+    return load_catalog(images=args.images, captions=args.captions, parquet=args.parquet, name=name, **columns)
 
 
 def add_device_flag(parser: argparse.ArgumentParser | argparse._ArgumentGroup, help: str | None = None) -> None:

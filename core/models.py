@@ -46,20 +46,15 @@ class ModelSpec:
     hint: str
 
 
+def _hub_model(key: str, encodes_images: bool, hint: str) -> ModelSpec:
+    """A sentence-transformers hub model in CLIP ViT-B/32's space (its images go through CLIP's tower)."""
+    return ModelSpec(key, f"sentence-transformers/{key}", encodes_images, CLIP_KEY, hint)
+
+
 REGISTRY: dict[str, ModelSpec] = {
-    CLIP_KEY: ModelSpec(
-        key=CLIP_KEY,
-        hub_id=f"sentence-transformers/{CLIP_KEY}",
-        encodes_images=True,
-        image_tower=CLIP_KEY,
-        hint="OpenAI CLIP: images and English text.",
-    ),
-    MULTILINGUAL_KEY: ModelSpec(
-        key=MULTILINGUAL_KEY,
-        hub_id=f"sentence-transformers/{MULTILINGUAL_KEY}",
-        encodes_images=False,
-        image_tower=CLIP_KEY,
-        hint="Understands text in 50+ languages (German, French, Spanish, ...).",
+    CLIP_KEY: _hub_model(CLIP_KEY, True, "OpenAI CLIP: images and English text."),
+    MULTILINGUAL_KEY: _hub_model(
+        MULTILINGUAL_KEY, False, "Understands text in 50+ languages (German, French, Spanish, ...)."
     ),
 }
 

@@ -289,15 +289,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _search(args: argparse.Namespace) -> int:
     """The command's body: one query, its hits printed as a list or as JSON."""
-    engine = SearchEngine(args.index)
-    result = engine.search(
-        text=args.text,
-        image=args.image,
-        model=args.model,
-        blend=args.blend,
-        k=args.k,
-        threshold=args.threshold,
-        use_captions=not args.no_captions,
+    result = SearchEngine(args.index).search(
+        text=args.text, image=args.image, model=args.model, blend=args.blend, k=args.k,
+        threshold=args.threshold, use_captions=not args.no_captions,
     )
     if args.json:
         print(json.dumps(result.to_json(), ensure_ascii=False, indent=2))
