@@ -1,4 +1,4 @@
-"""Index folders: hnswlib files per (encoder, modality), the manifest and the items table.
+"""Index folders: hnswlib files per (model key, modality), the manifest and the items table.
 
 Every file is written to a temporary name and renamed into place, so a reader never
 sees half a file. Loading checks the manifest against what the caller expects and
