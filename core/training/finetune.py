@@ -317,7 +317,7 @@ def default_out(base: str) -> Path | None:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m core.finetune", description=__doc__.split("\n\n")[0])
     source = cli.add_catalog_flags(parser)
-    source.add_argument("--limit", type=int, help="use only the first N catalog rows")
+    source.add_argument("--limit", type=cli.positive, help="use only the first N catalog rows")
     parser.add_argument("--base", required=True, help="model key to start from")
     parser.add_argument("--out", type=Path, help="new model folder (default: $VITRINE_MODELS_DIR/<base>-finetuned)")
     parser.add_argument("--epochs", type=int, default=FinetuneConfig.epochs, help="at most this many epochs (%(default)s)")
@@ -344,7 +344,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    return cli.run(lambda: _run(args), ModelLoadError, FinetuneError, CheckpointError)
+    return cli.run(
+        lambda: _run(args), ModelLoadError, FinetuneError, CheckpointError,
+        on_interrupt="add --resume to the same command to continue after the last finished epoch.",
+    )
 
 
 def _run(args: argparse.Namespace) -> int:
