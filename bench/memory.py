@@ -1,6 +1,6 @@
 """Resident memory with both models loaded and a 50k-product index being searched.
 
-    python bench/memory.py [--size 50000]
+    python -m bench.memory [--size 50000]
 
 Loads a synthetic index (an image index and one caption index per model), both
 full-size models, runs text, image and multilingual queries, then prints the peak
@@ -11,14 +11,11 @@ from __future__ import annotations
 
 import argparse
 import resource
-import sys
 from pathlib import Path
 
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.setup import DEFAULT_WORK, prepare, synthetic_index  # noqa: E402
+from bench.setup import DEFAULT_WORK, prepare, synthetic_index
 
 
 def peak_rss_gb() -> float:

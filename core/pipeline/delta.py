@@ -25,7 +25,7 @@ from core.catalog import CatalogItem
 from core.images import ImageError, read_image_bytes
 from core.index import IndexMismatchError, Manifest, read_items, read_manifest, vector_stem
 from core.models import Encoder
-from core.pipeline.encoder import caption_vectors
+from core.pipeline.encode_stage import caption_vectors
 from core.pipeline.executor import ShardTask
 from core.pipeline.reader import RowRecord
 from core.pipeline.writer import ShardWriter

@@ -43,7 +43,7 @@ class BuildProgress:
             self.record(stage, time.perf_counter() - started, items)
 
     def advance(self, rows: int) -> None:
-        """Rows went through the encoder: move the bar and tell the caller."""
+        """Rows went through the encode stage: move the bar and tell the caller."""
         self.done += rows
         self._bar.update(rows)
         self._report("images", self.done, self.total)

@@ -28,7 +28,7 @@ class ImagePrep:
     """The model's own image processor, stopped before rescale and normalise.
 
     Resize and centre crop give uint8 pixels: four times less to ship between processes
-    and to the GPU than float32. The encoder rescales and normalises on the device.
+    and to the GPU than float32. The encode stage rescales and normalises on the device.
     """
 
     processor: Any  # a transformers image processor (picklable configuration)
@@ -89,7 +89,7 @@ def read_batch(
     items: Sequence[CatalogItem] | Mapping[int, CatalogItem], task: BatchTask, prep: ImagePrep
 ) -> DecodedBatch:
     """Read every row of a batch task (items by position: the whole catalog, or just these rows);
-    the pixels of the readable ones are stacked for the encoder."""
+    the pixels of the readable ones are stacked for the encode stage."""
     started = time.perf_counter()
     rows, pixels, captions = [], [], []
     for position in task.positions:

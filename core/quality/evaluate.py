@@ -20,7 +20,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from core import cli
 from core.descriptor import read_descriptor
+from core.devices import require_device
 from core.quality.holdout import DEFAULT_VAL_FRACTION, held_out_mask
 from core.index import IndexMismatchError, IndexReader
 from core.models import CLIP_KEY, REGISTRY, ModelLoadError, get_encoder, get_spec
@@ -115,7 +117,7 @@ def evaluate_index(
                 f"Label column '{label_column}' is not in the index's metadata; available columns: "
                 f"{', '.join(columns) or 'none'}."
             )
-    encoder = get_encoder(model, device)
+    encoder = get_encoder(model, require_device(device))
     check_fits(encoder, reader.manifest, reader.folder)
 
     products, product_ids = pd.factorize(items["id"].astype(str))
@@ -179,10 +181,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--val-fraction", type=float, default=DEFAULT_VAL_FRACTION,
                         help="held-out share of products to draw queries from (use finetune's value)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the query sample")
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    cli.add_device_flag(parser)
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)
-    try:
+
+    def evaluate() -> int:
         report = evaluate_index(
             args.index,
             args.model,
@@ -192,11 +195,10 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed,
             device=args.device,
         )
-    except (EvaluationError, IndexMismatchError, ModelLoadError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(report.to_json() if args.json else report.describe())
-    return 0
+        print(report.to_json() if args.json else report.describe())
+        return 0
+
+    return cli.run(evaluate, EvaluationError, IndexMismatchError, ModelLoadError)
 
 
 if __name__ == "__main__":

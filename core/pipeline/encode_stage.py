@@ -1,4 +1,4 @@
-"""Encoder stage: prepared pixels and captions -> unit float32 vectors on the chosen device.
+"""The builder's encode stage: prepared pixels and captions -> unit float32 vectors on the chosen device.
 
 Images go straight into the image tower that the sentence-transformers model wraps (the
 reader already resized and cropped them with the model's own processor), so a batch is
@@ -82,8 +82,9 @@ def caption_vectors(encoder: Encoder, captions: Sequence[str], batch_size: int) 
 
 
 @dataclass(frozen=True)
-class EncoderConfig:
-    """What the encoder stage needs, small and picklable: a remote worker loads its own models from it."""
+class EncodePlan:
+    """Which models the encode stage runs, where and how: small and picklable, so a remote worker
+    loads its own models from it."""
 
     image_model: str
     caption_models: tuple[str, ...]
@@ -93,25 +94,25 @@ class EncoderConfig:
 
     @property
     def outputs(self) -> list[tuple[str, str]]:
-        """(modality, encoder) of each vector file: the image tower's, then one per caption encoder."""
+        """(modality, model key) of each vector file: the image tower's, then one per caption model."""
         return [("image", self.image_model)] + [("caption", key) for key in self.caption_models]
 
     @property
     def stems(self) -> list[str]:
-        return [vector_stem(modality, encoder) for modality, encoder in self.outputs]
+        return [vector_stem(modality, model_key) for modality, model_key in self.outputs]
 
-    def load(self) -> EncoderStage:
-        return EncoderStage(self)
+    def load(self) -> EncodeStage:
+        return EncodeStage(self)
 
 
-class EncoderStage:
+class EncodeStage:
     """Turns a reader batch into {vector stem: vectors}, one row per readable image."""
 
-    def __init__(self, config: EncoderConfig) -> None:
-        self.config = config
-        self.tower = ImageTower(get_encoder(config.image_model, config.device))
-        self.text_encoders = {key: get_encoder(key, config.device) for key in config.caption_models}
-        self._dtype = _AUTOCAST_DTYPES.get(config.precision)
+    def __init__(self, plan: EncodePlan) -> None:
+        self.plan = plan
+        self.tower = ImageTower(get_encoder(plan.image_model, plan.device))
+        self.text_encoders = {key: get_encoder(key, plan.device) for key in plan.caption_models}
+        self._dtype = _AUTOCAST_DTYPES.get(plan.precision)
 
     @property
     def prep(self) -> ImagePrep:
@@ -123,9 +124,9 @@ class EncoderStage:
         return torch.autocast(self.tower.device.type, dtype=self._dtype)
 
     def encode(self, batch: DecodedBatch) -> dict[str, np.ndarray]:
-        image_stem, *caption_stems = self.config.stems
+        image_stem, *caption_stems = self.plan.stems
         vectors = {image_stem: self.tower.embed(batch.pixels, self._autocast())}
         for stem, encoder in zip(caption_stems, self.text_encoders.values()):
             with self._autocast():
-                vectors[stem] = caption_vectors(encoder, batch.captions, self.config.batch_size)
+                vectors[stem] = caption_vectors(encoder, batch.captions, self.plan.batch_size)
         return vectors
