@@ -17,6 +17,7 @@ import argparse
 import datetime as dt
 import sys
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ from core.index import HnswParams, Manifest
 from core.models import REGISTRY, ModelLoadError, get_encoder, get_spec
 from core.pipeline import BuildError
 from core.pipeline.assemble import REPORT_FILE, assemble_index
+from core.pipeline.delta import PreviousIndex, plan_update, write_reused
 from core.devices import local_device
 from core.pipeline.encode_stage import PRECISIONS, EncodePlan, resolve_precision
 from core.pipeline.executor import BuildJob, Executor, LocalExecutor, plan_shards
@@ -54,10 +56,18 @@ class BuildSummary:
     stage_items: dict[str, int] = field(default_factory=dict)  # rows (vectors, for index) each clock covers
     shards: int = 0
     resumed_shards: int = 0  # shards a killed earlier run had finished, reused as they were
+    changes: dict[str, int] | None = None  # an update's products added, changed, removed, unchanged
+    notes: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
         rate = self.indexed / self.seconds if self.seconds else 0.0
-        lines = [f"Indexed {self.indexed} images into {self.out} in {self.seconds:.1f} s ({rate:.1f} images/s)."]
+        lines = [f"Indexed {self.indexed:,} images into {self.out} in {self.seconds:.1f} s ({rate:.1f} images/s)."]
+        if self.changes is not None:
+            lines.append(
+                "Updated the existing index: products {added:,} added, {changed:,} changed, {removed:,} removed, "
+                "{unchanged:,} unchanged (their vectors reused).".format(**self.changes)
+            )
+        lines += self.notes
         stages = [self._stage(name, seconds) for name, seconds in self.stage_seconds.items() if seconds > 0]
         if stages:
             lines.append("Stages: " + ", ".join(stages) + ".")
@@ -69,7 +79,7 @@ class BuildSummary:
         return "\n".join(lines)
 
     def _stage(self, name: str, seconds: float) -> str:
-        unit = {"decode": "images/s per worker", "index": "vectors/s"}.get(name, "images/s")
+        unit = {"decode": "images/s per worker", "index": "vectors/s", "reuse": "rows/s"}.get(name, "images/s")
         return f"{name} {seconds:.1f} s ({self.stage_items.get(name, 0) / seconds:.0f} {unit})"
 
 
@@ -88,6 +98,7 @@ def build_index(
     precision: str = "auto",
     shard_size: int | None = None,
     executor: Executor | None = None,
+    full: bool = False,
 ) -> BuildSummary:
     """Embed a catalog with the given models and write a complete index folder at `out`.
 
@@ -95,6 +106,7 @@ def build_index(
     ("images" while photos are encoded, then "index" per vector file). `workers` reader
     processes (default: one on a CPU, all cores but one with a GPU); `precision` auto is
     fp16 on CUDA, fp32 elsewhere; `executor` runs the stages (default: this machine).
+    Onto an existing index, only what changed is encoded (core/pipeline/delta.py); `full` rebuilds all.
     """
     started = time.perf_counter()
     out = Path(out)
@@ -112,22 +124,34 @@ def build_index(
     facts = _model_facts(models, image_model, local_device(device))
     shard_size = shard_size or batch_size * SHARD_BATCHES
     fingerprint = catalog.fingerprint()
+    previous = None if full else PreviousIndex.open(out)
+    update = None if previous is None else plan_update(items, previous, image_model, captions, facts, progress)
+    plan = plan_shards(range(len(items)) if update is None else update.encode, shard_size)
+    reuse_plan = [] if update is None else plan_shards([p for p, _ in update.reuse], shard_size, len(plan))
     work = WorkFolder(out, {
         "format": SHARD_FORMAT, "catalog": fingerprint, "rows": len(items), "models": facts,
         "image_model": image_model, "captions": list(captions), "device": device, "precision": precision,
         "batch_size": batch_size, "shard_size": shard_size,
+        "update": None if update is None else [previous.manifest.version, update.fingerprint],
     })
-    shards = plan_shards(len(items), shard_size)
     with work.locked():
+        shards = plan + reuse_plan
         done = intact_shards(work.shards, encode_plan.stems, {shard.number: len(shard) for shard in shards})
-        pending = [shard for shard in shards if shard.number not in done]
+        pending = [shard for shard in plan if shard.number not in done]
+        pending_reuse = [shard for shard in reuse_plan if shard.number not in done]
         tracker = BuildProgress(
-            len(items), len(items) - sum(map(len, pending)), show=progress, on_progress=on_progress
+            len(items), len(items) - sum(map(len, pending + pending_reuse)), show=progress, on_progress=on_progress
         )
         try:
-            engine.run(
-                BuildJob(items, pending, batch_size, encode_plan, ShardWriter(work.shards)), tracker
-            )
+            if pending_reuse:
+                with tracker.timed("reuse", sum(map(len, pending_reuse))):
+                    write_reused(
+                        update, previous, items, image_model,
+                        {key: get_encoder(key, local_device(device)) for key in captions},
+                        pending_reuse, ShardWriter(work.shards), batch_size,
+                    )
+                tracker.advance(sum(map(len, pending_reuse)))
+            engine.run(BuildJob(items, pending, batch_size, encode_plan, ShardWriter(work.shards)), tracker)
         finally:
             tracker.close()
         manifest = Manifest(
@@ -136,6 +160,8 @@ def build_index(
             entries=[],
             created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             models=facts,
+            build_id=uuid.uuid4().hex,
+            changes={} if update is None else update.changes,
         )
         try:
             indexed, skipped = assemble_index(
@@ -150,6 +176,7 @@ def build_index(
     return BuildSummary(
         out, indexed, skipped, time.perf_counter() - started, tracker.seconds, tracker.items,
         shards=len(shards), resumed_shards=len(done),
+        changes=None if update is None else update.changes, notes=[] if update is None else update.notes,
     )
 
 
@@ -177,7 +204,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     source.add_argument("--sample", type=cli.positive, metavar="N",
                         help="download the first N products of the Hugging Face fashion dataset and index them")
-    parser.add_argument("--out", type=Path, required=True, help="index folder to write, e.g. index_data/shop")
+    parser.add_argument("--out", type=Path, required=True,
+                        help="index folder to write, e.g. index_data/shop; an existing one is updated (only changes encoded)")
+    parser.add_argument("--full", action="store_true", help="rebuild every vector, even onto an existing index")
     parser.add_argument("--models", default=",".join(REGISTRY), help="comma-separated model keys (default: both)")
     run = parser.add_argument_group("how the build runs")
     cli.add_device_flag(run)
@@ -244,6 +273,7 @@ def main(argv: list[str] | None = None) -> int:
             precision=args.precision,
             shard_size=args.shard_size,
             executor=executor,
+            full=args.full,
         )
         print(summary.describe())
         return 0

@@ -86,6 +86,10 @@ class Manifest:
     # model key -> {"dim": int, "probe": [floats]}: the probe recognises the exact weights later
     models: dict[str, dict] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
+    # new for every build or update: a running server that sees another one reopens the folder
+    build_id: str = ""
+    # what the last update changed (products added, changed, removed, unchanged); empty after a full build
+    changes: dict[str, int] = field(default_factory=dict)
 
     def find(self, model_key: str, modality: str) -> IndexEntry | None:
         return next((e for e in self.entries if e.encoder == model_key and e.modality == modality), None)
@@ -93,6 +97,11 @@ class Manifest:
     @property
     def image_entry(self) -> IndexEntry | None:
         return next((e for e in self.entries if e.modality == "image"), None)
+
+    @property
+    def version(self) -> str:
+        """What tells one build of this folder from the next (older manifests have no build id)."""
+        return self.build_id or self.created_at
 
     @property
     def name(self) -> str:
@@ -132,6 +141,8 @@ class Manifest:
             created_at=data["created_at"],
             models=data.get("models", {}),
             format_version=data["format_version"],
+            build_id=str(data.get("build_id", "")),
+            changes=dict(data.get("changes", {})),
         )
 
 

@@ -94,8 +94,8 @@ def test_builder_refuses_a_clip_folder_it_cannot_call_directly(tiny_models, tmp_
 
 
 def test_shards_plan_fixed_row_ranges():
-    shards = plan_shards(70, 32)
-    assert [(s.number, s.start, s.stop) for s in shards] == [(0, 0, 32), (1, 32, 64), (2, 64, 70)]
+    shards = plan_shards(range(70), 32)
+    assert [(s.number, s.positions[0], s.positions[-1] + 1) for s in shards] == [(0, 0, 32), (1, 32, 64), (2, 64, 70)]
     assert [b.positions for b in shards[2].batches(4)] == [(64, 65, 66, 67), (68, 69)]
 
 

@@ -65,9 +65,11 @@ def assemble_index(
         source = manifest.catalog.get("source", "the catalog")
         raise CatalogError(f"No image of {source} could be read; nothing to index. {_first_reasons(skipped)}".strip())
 
-    table = _items_table([items[p] for p in positions], sha1s)
+    # catalog order, whatever order the shards hold rows in (an update writes reused rows apart)
+    order = np.argsort(np.asarray(positions), kind="stable")
+    table = _items_table([items[positions[i]] for i in order], [sha1s[i] for i in order])
     for done, ((modality, model_key), stem) in enumerate(zip(plan.outputs, plan.stems), 1):
-        vectors = np.concatenate(parts[stem])
+        vectors = np.concatenate(parts[stem])[order]
         with progress.timed("index", len(vectors)):
             VectorIndex.build(vectors, params).save(staging, stem)
         manifest.entries.append(IndexEntry(encoder=model_key, modality=modality, dim=int(vectors.shape[1]), count=len(vectors)))

@@ -29,25 +29,30 @@ from core.pipeline.writer import ShardBuffer, ShardWriter
 
 @dataclass(frozen=True)
 class ShardTask:
-    """One unit of resumable work: the catalog rows [start, stop) of the build's item list."""
+    """One unit of resumable work: some rows of the build's item list, by position, in order."""
 
     number: int
-    start: int
-    stop: int
+    positions: tuple[int, ...]
 
     def __len__(self) -> int:
-        return self.stop - self.start
+        return len(self.positions)
 
     def batches(self, batch_size: int) -> list[BatchTask]:
         return [
-            BatchTask(self.number, tuple(range(first, min(first + batch_size, self.stop))))
-            for first in range(self.start, self.stop, batch_size)
+            BatchTask(self.number, self.positions[first : first + batch_size])
+            for first in range(0, len(self.positions), batch_size)
         ]
 
 
-def plan_shards(rows: int, shard_size: int) -> list[ShardTask]:
-    """Fixed row ranges: shard n always holds the same rows, so any run can pick up any shard."""
-    return [ShardTask(n, start, min(start + shard_size, rows)) for n, start in enumerate(range(0, rows, shard_size))]
+def plan_shards(positions: Sequence[int], shard_size: int, first_number: int = 0) -> list[ShardTask]:
+    """Fixed groups of rows: shard n always holds the same rows, so any run can pick up any shard.
+
+    A full build plans every row; an update only the rows it must encode (core/pipeline/delta.py)."""
+    positions = tuple(positions)
+    return [
+        ShardTask(first_number + n, positions[start : start + shard_size])
+        for n, start in enumerate(range(0, len(positions), shard_size))
+    ]
 
 
 @dataclass

@@ -11,7 +11,7 @@ from tqdm import tqdm
 from core.pipeline.reader import DecodedBatch
 
 ProgressCallback = Callable[[str, int, int], None]
-STAGES = ("decode", "encode", "write", "index")
+STAGES = ("reuse", "decode", "encode", "write", "index")
 
 
 class BuildProgress:
