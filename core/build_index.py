@@ -24,7 +24,7 @@ from pathlib import Path
 from core.catalog import Catalog, CatalogError, SkippedRow, load_catalog
 from core.atomic import replace_folder
 from core.index import HnswParams, Manifest
-from core.models import REGISTRY, ModelLoadError, get_encoder, get_spec
+from core.models import DEFAULT_MODELS, ModelLoadError, get_encoder, get_spec
 from core.pipeline import BuildError
 from core.pipeline.assemble import REPORT_FILE, assemble_index
 from core.devices import DeviceError, local_device
@@ -75,7 +75,7 @@ class BuildSummary:
 def build_index(
     catalog: Catalog,
     out: Path,
-    models: Sequence[str] = tuple(REGISTRY),
+    models: Sequence[str] = DEFAULT_MODELS,
     params: HnswParams = HnswParams(),
     *,
     device: str = "auto",
@@ -197,7 +197,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     source.add_argument("--caption-column", help="default: caption, productDisplayName, title, name or description")
     source.add_argument("--filename-column", help="image file per row; default: the image named after the id")
     parser.add_argument("--out", type=Path, required=True, help="index folder to write, e.g. index_data/shop")
-    parser.add_argument("--models", default=",".join(REGISTRY), help="comma-separated model keys (default: both)")
+    parser.add_argument("--models", default=",".join(DEFAULT_MODELS),
+                        help=f"comma-separated model keys (default: {','.join(DEFAULT_MODELS)})")
     run = parser.add_argument_group("how the build runs")
     run.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     run.add_argument("--precision", default="auto", choices=PRECISIONS, help="auto: fp16 on CUDA, fp32 elsewhere")
