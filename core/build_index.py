@@ -102,18 +102,18 @@ def build_index(
     items = catalog.items[:limit] if limit else catalog.items
     if not items:
         raise CatalogError(f"{catalog.source} holds no product with an image; nothing to index.")
-    image_model = _image_tower(models)
+    towers = image_towers(models)
     engine = executor or LocalExecutor(workers)
     device = engine.resolve_device(device)
     precision = resolve_precision(precision, device)
     captions = tuple(models) if any(item.caption for item in items) else ()
-    config = EncoderConfig(image_model, captions, device, precision, batch_size)
-    model_facts = _model_facts(models, image_model, local_device(device))
+    config = EncoderConfig(towers, captions, device, precision, batch_size)
+    model_facts = _model_facts(models, towers, local_device(device))
     shard_size = shard_size or batch_size * SHARD_BATCHES
     fingerprint = catalog.fingerprint()
     work = WorkFolder(out, {
         "format": SHARD_FORMAT, "catalog": fingerprint, "rows": len(items), "models": model_facts,
-        "image_model": image_model, "captions": list(captions), "device": device, "precision": precision,
+        "image_models": list(towers), "captions": list(captions), "device": device, "precision": precision,
         "batch_size": batch_size, "shard_size": shard_size,
     })
     plan = plan_shards(len(items), shard_size)
@@ -152,21 +152,18 @@ def build_index(
     )
 
 
-def _model_facts(models: Sequence[str], image_model: str, device: str) -> dict[str, dict]:
-    """Per model, and for the image tower they share: what core/weights.py checks later."""
-    return {key: model_facts(get_encoder(key, device)) for key in dict.fromkeys([*models, image_model])}
+def _model_facts(models: Sequence[str], towers: Sequence[str], device: str) -> dict[str, dict]:
+    """Per model, and for each image tower they read with: what core/weights.py checks later."""
+    return {key: model_facts(get_encoder(key, device)) for key in dict.fromkeys([*models, *towers])}
 
 
-def _image_tower(models: Sequence[str]) -> str:
-    """The one image tower all the given models share (one image index per build)."""
+def image_towers(models: Sequence[str]) -> tuple[str, ...]:
+    """The image towers the given models read photos with, in the order of the models: one image
+    index each (the multilingual model has none of its own; CLIP and FashionCLIP one each).
+    The first is the index's default tower."""
     if not models:
         raise ModelLoadError("No model given: pass at least one model key with --models.")
-    towers = {get_spec(key).image_tower for key in models}
-    if len(towers) != 1:
-        raise ModelLoadError(
-            f"Models {', '.join(models)} do not share one image tower; build one index per tower."
-        )
-    return towers.pop()
+    return tuple(dict.fromkeys(get_spec(key).image_tower for key in models))
 
 
 def _positive(text: str) -> int:

@@ -32,9 +32,9 @@ def check_fits(encoder: Encoder, manifest: Manifest, folder: Path) -> None:
     fine-tune of the text side only) is checked through its image tower alone."""
     key = encoder.spec.key
     tower = encoder.spec.image_tower
-    image_entry = manifest.find(tower, "image")
+    image_entry = manifest.image_entry_for(tower)
     if image_entry is None:
-        built = " and ".join(f"'{entry.encoder}'" for entry in manifest.entries if entry.modality == "image")
+        built = " and ".join(f"'{name}'" for name in manifest.image_towers)
         raise IndexMismatchError(
             f"Model '{key}' reads images with '{tower}', but this index was built with "
             f"{built or 'no image tower'}. Pick another model or "

@@ -10,8 +10,13 @@ import pytest
 from PIL import Image
 
 from core import models, settings
+from core.build_index import build_index
+from core.images import load_image
 from core.index import IndexMismatchError, read_manifest
-from core.models import CLIP_KEY, DEFAULT_MODELS, FASHION_KEY, TRANSFORMERS_CLIP_LAYOUT, ModelLoadError
+from core.models import CLIP_KEY, DEFAULT_MODELS, FASHION_KEY, MULTILINGUAL_KEY, TRANSFORMERS_CLIP_LAYOUT, ModelLoadError
+from core.pipeline.encoder import EncoderConfig
+from core.pipeline.reader import BatchTask, read_batch
+from core.search import SearchEngine
 from core.weights import check_fits
 
 from .test_models import isolated_models  # noqa: F401  (the fixture: a fresh model cache, no hub cache)
@@ -91,3 +96,104 @@ def test_an_index_without_its_tower_refuses_fashion_clip(fashion_index):
     encoder = models.get_encoder(FASHION_KEY, "cpu")
     with pytest.raises(IndexMismatchError, match="'fashion-clip' reads images with 'fashion-clip'.*'clip-ViT-B-32'.*--models"):
         check_fits(encoder, read_manifest(fashion_index), fashion_index)
+
+
+THREE_KEYS = (CLIP_KEY, MULTILINGUAL_KEY, FASHION_KEY)
+THREE_KEY_SIZE = 48
+
+
+@pytest.fixture(scope="module")
+def three_key_index(tiny_models, fashion_catalog, tmp_path_factory):
+    """The first photos of the shared catalog indexed with all three keys in one build."""
+    out = tmp_path_factory.mktemp("three") / "fashion3"
+    build_index(fashion_catalog, out, THREE_KEYS, limit=THREE_KEY_SIZE, progress=False, workers=0, batch_size=16)
+    return out
+
+
+def test_one_build_gives_an_image_index_per_tower_and_a_caption_index_per_model(three_key_index, fashion_catalog):
+    manifest = read_manifest(three_key_index)
+    assert manifest.image_towers == [CLIP_KEY, FASHION_KEY] and manifest.image_entry.encoder == CLIP_KEY
+    assert manifest.caption_models == list(THREE_KEYS) and set(manifest.models) == set(THREE_KEYS)
+    assert manifest.image_entry_for(FASHION_KEY).count == manifest.image_entry.count == THREE_KEY_SIZE
+    photos = [load_image(item.image_path) for item in fashion_catalog.items[:THREE_KEY_SIZE]]
+    for tower in (CLIP_KEY, FASHION_KEY):
+        stored = np.load(three_key_index / f"image__{tower}.npy")
+        expected = models.get_encoder(tower, "cpu").encode_images(photos)
+        assert np.abs(stored - expected).max() <= 1e-5
+    clip, fashion = (np.load(three_key_index / f"image__{tower}.npy") for tower in (CLIP_KEY, FASHION_KEY))
+    assert not np.allclose(clip, fashion)
+
+
+def test_the_reader_decodes_each_photo_once_for_every_tower(tiny_models, fashion_catalog, monkeypatch):
+    from core.pipeline import reader
+
+    decoded = []
+    real_decode = reader.decode_image
+    monkeypatch.setattr(reader, "decode_image", lambda data: decoded.append(1) or real_decode(data))
+    stage = EncoderConfig((CLIP_KEY, FASHION_KEY), (), "cpu", "fp32", 8).load()
+    batch = read_batch(fashion_catalog.items[:6], BatchTask(0, tuple(range(6))), stage.preps)
+    assert len(decoded) == 6 and len(batch.pixels) == 2 and all(len(pixels) == 6 for pixels in batch.pixels)
+    vectors = stage.encode(batch)
+    assert set(vectors) == {f"image__{CLIP_KEY}", f"image__{FASHION_KEY}"}
+
+
+def test_the_default_build_keeps_one_image_tower(fashion_index):
+    manifest = read_manifest(fashion_index)
+    assert manifest.image_towers == [CLIP_KEY] and manifest.caption_models == list(DEFAULT_MODELS)
+
+
+@pytest.fixture(scope="module")
+def three_key_engine(three_key_index):
+    return SearchEngine(three_key_index)
+
+
+def test_each_model_searches_its_own_towers_image_index(three_key_engine, three_key_index):
+    fashion_vectors = np.load(three_key_index / f"image__{FASHION_KEY}.npy")
+    for model, vectors in ((FASHION_KEY, fashion_vectors), (CLIP_KEY, np.load(three_key_index / f"image__{CLIP_KEY}.npy"))):
+        result = three_key_engine.search(text="red summer dress", model=model, k=5, use_captions=False)
+        text = models.get_encoder(model, "cpu").encode_texts(["red summer dress"])[0]
+        exact = np.argsort(-(vectors @ text), kind="stable")
+        assert result.model == model and np.allclose(result.query_vector, text, atol=1e-6)
+        assert [hit.score for hit in result.hits] == pytest.approx([float(vectors[hit.row] @ text) for hit in result.hits], abs=1e-5)
+        assert result.hits[0].row == exact[0]
+    assert three_key_engine.for_model(FASHION_KEY).reader.image_model == FASHION_KEY
+    assert three_key_engine.for_model(MULTILINGUAL_KEY) is three_key_engine
+
+
+def test_more_like_this_blend_and_a_known_photo_use_the_chosen_towers_vectors(three_key_engine, three_key_index, fashion_catalog):
+    fashion_vectors = np.load(three_key_index / f"image__{FASHION_KEY}.npy")
+    item = fashion_catalog.items[3]
+    like = three_key_engine.search(like=item.id, model=FASHION_KEY, k=5)
+    assert np.allclose(like.query_vector, fashion_vectors[3], atol=1e-6) and item.id not in [h.id for h in like.hits]
+    photo = three_key_engine.search(image=item.image_path.read_bytes(), model=FASHION_KEY, k=5)
+    assert np.allclose(photo.query_vector, fashion_vectors[3], atol=1e-6) and item.id not in [h.id for h in photo.hits]
+    clip_photo = three_key_engine.search(image=item.image_path.read_bytes(), model=CLIP_KEY, k=5)
+    assert np.allclose(clip_photo.query_vector, np.load(three_key_index / f"image__{CLIP_KEY}.npy")[3], atol=1e-6)
+    blend = three_key_engine.search(text="shirt", like=item.id, model=FASHION_KEY, blend=0.5, k=5)
+    text = models.get_encoder(FASHION_KEY, "cpu").encode_texts(["shirt"])[0]
+    expected = fashion_vectors[3] + text
+    assert blend.mode == "blend" and np.allclose(blend.query_vector, expected / np.linalg.norm(expected), atol=1e-5)
+
+
+def test_every_tower_with_an_image_index_fits(three_key_index):
+    manifest = read_manifest(three_key_index)
+    for key in THREE_KEYS:
+        check_fits(models.get_encoder(key, "cpu"), manifest, three_key_index)
+
+
+def test_a_missing_tower_index_file_is_refused_when_first_used(three_key_index, tmp_path):
+    broken = shutil.copytree(three_key_index, tmp_path / "broken")
+    (broken / f"image__{FASHION_KEY}.hnsw").unlink()
+    engine = SearchEngine(broken)
+    assert engine.search(text="dress", model=CLIP_KEY, k=3).hits
+    with pytest.raises(IndexMismatchError, match=f"image__{FASHION_KEY}.hnsw is missing"):
+        engine.search(text="dress", model=FASHION_KEY, k=3)
+
+
+def test_the_ray_engine_builds_the_same_towers(ray_cluster, fashion_catalog, three_key_index, tmp_path):
+    from tests.test_ray_engine import RayExecutor, assert_same_index
+
+    out = tmp_path / "fashion3"
+    build_index(fashion_catalog, out, THREE_KEYS, limit=THREE_KEY_SIZE, progress=False, batch_size=16,
+                executor=RayExecutor())
+    assert_same_index(out, three_key_index)
