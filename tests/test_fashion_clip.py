@@ -197,3 +197,49 @@ def test_the_ray_engine_builds_the_same_towers(ray_cluster, fashion_catalog, thr
     build_index(fashion_catalog, out, THREE_KEYS, limit=THREE_KEY_SIZE, progress=False, batch_size=16,
                 executor=RayExecutor())
     assert_same_index(out, three_key_index)
+
+
+@pytest.fixture
+def three_key_app(three_key_index, monkeypatch):
+    monkeypatch.setenv("VITRINE_INDEX_DIR", str(three_key_index.parent))
+    return three_key_index
+
+
+def test_the_app_offers_and_searches_with_fashion_clip(three_key_app):
+    from .app_support import open_app, result_ids
+
+    at = open_app({"q": "red summer dress", "model": FASHION_KEY, "k": "6"})
+    assert FASHION_KEY in at.selectbox(key="model").options and at.selectbox(key="model").value == FASHION_KEY
+    assert len(result_ids(at)) == 6
+
+
+def test_compare_puts_each_towers_own_search_side_by_side_for_words_and_a_photo(three_key_app, fashion_catalog):
+    from ui.results import CAPTION_CHARS
+    from ui.text import plain
+
+    from .app_support import open_app
+
+    def shown(at, key: str) -> list[str]:
+        return [m.value for m in at.grid(key=f"compare-{key}").markdown if m.value.startswith("**")]
+
+    def expected(result) -> list[str]:
+        return [f"**{plain(hit.caption or hit.id, CAPTION_CHARS)}**" for hit in result.hits]
+
+    at = open_app({"q": "shirt", "k": "5"}, page="pages/1_Compare_models.py")
+    assert [h.value for h in at.subheader] == list(THREE_KEYS)
+    engine = SearchEngine(three_key_app)
+    words = {key: engine.search(text="shirt", model=key, k=5) for key in THREE_KEYS}
+    for key in THREE_KEYS:
+        assert shown(at, key) == expected(words[key])
+    (overlap,) = at.metric
+    shared = set.intersection(*({hit.id for hit in result.hits} for result in words.values()))
+    assert overlap.value == f"{len(shared)} of 5"
+
+    at.text_input(key="compare_text").set_value("").run()
+    product = fashion_catalog.items[0].id
+    at.segmented_control(key="image_source").set_value("Catalog product").run()
+    at.button(key=f"example-{product}").click().run()
+    assert not at.exception and [h.value for h in at.subheader] == list(THREE_KEYS)
+    for key in THREE_KEYS:
+        result = engine.search(like=product, model=key, k=5)
+        assert shown(at, key) == expected(result) and product not in [hit.id for hit in result.hits]
