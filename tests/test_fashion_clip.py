@@ -243,3 +243,26 @@ def test_compare_puts_each_towers_own_search_side_by_side_for_words_and_a_photo(
     for key in THREE_KEYS:
         result = engine.search(like=product, model=key, k=5)
         assert shown(at, key) == expected(result) and product not in [hit.id for hit in result.hits]
+
+
+def test_evaluate_reports_both_models_on_the_same_held_out_products(three_key_index, capsys):
+    from core.quality import evaluate
+    from core.quality.evaluate import evaluate_index
+
+    args = ["--index", str(three_key_index), "--val-fraction", "1.0", "--label-column", "subCategory"]
+    assert evaluate.main([*args, "--models", f"{CLIP_KEY},{FASHION_KEY}", "--json"]) == 0
+    clip, fashion = json.loads(capsys.readouterr().out)
+    assert (clip["model"], clip["image_tower"], fashion["model"], fashion["image_tower"]) == (CLIP_KEY, CLIP_KEY, FASHION_KEY, FASHION_KEY)
+    assert clip["queries"] == fashion["queries"] == THREE_KEY_SIZE and clip["recall"] != fashion["recall"]
+    reader_vectors = np.load(three_key_index / f"image__{FASHION_KEY}.npy")
+    items = SearchEngine(three_key_index).reader.items
+    texts = models.get_encoder(FASHION_KEY, "cpu").encode_texts(items["caption"].tolist())
+    scores = texts @ reader_vectors.T
+    ranks = (scores >= scores[np.arange(len(items)), np.arange(len(items))][:, None]).sum(axis=1)
+    assert fashion["mrr"] == pytest.approx(np.mean(1.0 / ranks))
+    assert evaluate_index(three_key_index, FASHION_KEY, val_fraction=1.0).recall == {int(k): v for k, v in fashion["recall"].items()}
+
+    assert evaluate.main([*args, "--model", CLIP_KEY, "--model", FASHION_KEY]) == 0
+    table = capsys.readouterr().out
+    assert f"Side by side: the same {THREE_KEY_SIZE} held-out caption queries" in table
+    assert "Model fashion-clip (images: fashion-clip)" in table and "P@10 subCategory" in table
