@@ -266,3 +266,22 @@ def test_evaluate_reports_both_models_on_the_same_held_out_products(three_key_in
     table = capsys.readouterr().out
     assert f"Side by side: the same {THREE_KEY_SIZE} held-out caption queries" in table
     assert "Model fashion-clip (images: fashion-clip)" in table and "P@10 subCategory" in table
+
+
+def test_a_copy_saved_in_fashion_clips_layout_loads_as_a_local_model(tiny_models, tmp_path):
+    """What fine-tuning writes for a FashionCLIP base: its transformers layout, plus the descriptor."""
+    from core.descriptor import Descriptor, write_descriptor
+
+    from .models_env import copy_hub_models, models_dir_set
+
+    with models_dir_set(copy_hub_models(tiny_models, tmp_path / "models")) as root:
+        out = root / "shop-fashion"
+        models.save_in_layout_of(FASHION_KEY, models.load_private_copy(FASHION_KEY, "cpu"), out)
+        write_descriptor(out, Descriptor(base=FASHION_KEY, image_tower="self", encodes_images=True))
+        assert not (out / "modules.json").exists() and (out / "config.json").is_file()
+        spec = models.get_spec("shop-fashion")
+        assert spec.layout == TRANSFORMERS_CLIP_LAYOUT and spec.image_tower == "shop-fashion"
+        image = [Image.new("RGB", (50, 40), "purple")]
+        copy, original = models.get_encoder("shop-fashion", "cpu"), models.get_encoder(FASHION_KEY, "cpu")
+        np.testing.assert_allclose(copy.encode_images(image), original.encode_images(image), atol=1e-6)
+        np.testing.assert_allclose(copy.encode_texts(["red dress"]), original.encode_texts(["red dress"]), atol=1e-6)
