@@ -1,6 +1,6 @@
 """How fast the search page answers, measured through AppTest on full-size models.
 
-    python bench/app_latency.py [--products 500] [--work /tmp/vitrine-bench] [--repeat 5]
+    python -m bench.app_latency [--products 500] [--work /tmp/vitrine-bench] [--repeat 5]
 
 Random weights in the real architectures (a ViT-B/32 CLIP and a DistilBERT-multilingual-sized
 text encoder cost what the trained ones cost) are made once under --work, with an index of the
@@ -15,15 +15,12 @@ import argparse
 import io
 import os
 import statistics
-import sys
 import time
 from pathlib import Path
 
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.setup import DATA, DEFAULT_WORK, ROOT, prepare  # noqa: E402
+from bench.setup import DATA, DEFAULT_WORK, ROOT, prepare
 
 
 def timed(action) -> float:

@@ -1,6 +1,6 @@
 """Index builder throughput versus the model's own forward pass, measured in one run.
 
-    python bench/build_throughput.py                      # 128 shared photos, batch 32, 5 rounds
+    python -m bench.build_throughput                      # 128 shared photos, batch 32, 5 rounds
 
 Builder: `build_index` end to end on the first N shared photos (reader workers decode,
 preprocess and make thumbnails, the encoder runs the image tower, shards are written,
@@ -24,26 +24,17 @@ import argparse
 import os
 import resource
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import torch
 
-import torch  # noqa: E402
-
-from core import settings
-from core import models  # noqa: E402
-from core.build_index import build_index  # noqa: E402
-from core.catalog import from_folder  # noqa: E402
-from core.images import load_image  # noqa: E402
-from core.models import CLIP_KEY, get_encoder  # noqa: E402
-from core.random_models import make_clip  # noqa: E402
-
-DATA = ROOT.parent / "shared" / "data" / "fashion-products" / "images"
+from bench.setup import full_clip_photos
+from core.build_index import build_index
+from core.images import load_image
+from core.models import CLIP_KEY, get_encoder
 
 
 def raw_forward(encoder, pixels: torch.Tensor, batch_size: int) -> None:
@@ -82,15 +73,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--models-dir", type=Path, default=Path(tempfile.gettempdir()) / "vitrine-full-models")
     args = parser.parse_args()
-    if not DATA.is_dir():
-        sys.exit(f"shared photos not found at {DATA}")
-    if not (args.models_dir / CLIP_KEY / "modules.json").is_file():
-        print(f"making a full-size random ViT-B/32 CLIP in {args.models_dir} ...", flush=True)
-        make_clip(args.models_dir / CLIP_KEY, "full")
-    os.environ[settings.MODELS_DIR_ENV] = str(args.models_dir)
-
-    catalog = from_folder(DATA, name="bench")  # photos only: the ratio is about the image path
-    catalog.items[:] = catalog.items[: args.limit]
+    catalog = full_clip_photos(args.models_dir, args.limit)
     encoder = get_encoder(CLIP_KEY, "cpu")
     processor = encoder.model[0].processor.image_processor
     pixels = processor([load_image(item.image_path) for item in catalog.items], return_tensors="pt")["pixel_values"]

@@ -1,6 +1,6 @@
 """Cold start: process start to the first result with local model folders, and index load time.
 
-    python bench/cold_start.py [--products 500] [--load-size 200000]
+    python -m bench.cold_start [--products 500] [--load-size 200000]
 
 The first figure runs a fresh `python -m core.search` process (imports, model load from
 VITRINE_MODELS_DIR, index load, one text query), as a booth laptop does after a reboot.
@@ -18,9 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.setup import DEFAULT_WORK, ROOT, prepare, synthetic_index  # noqa: E402
+from bench.setup import DEFAULT_WORK, ROOT, prepare, synthetic_index
 
 
 def main() -> None:

@@ -6,7 +6,7 @@ captions until the time budget, and prints held-out text -> image Recall@10 befo
 after, next to chance. A random start is the honest setting here: no hub weights reach
 this machine, and it shows the pipeline learning from nothing but the catalog.
 
-    python bench/finetune_gain.py --minutes 10
+    python -m bench.finetune_gain --minutes 10
 """
 
 from __future__ import annotations
@@ -18,17 +18,14 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
 
-import torch  # noqa: E402
-
-from core.catalog import from_folder  # noqa: E402
-from core.training.finetune import FinetuneConfig, finetune  # noqa: E402
+from bench.setup import DATA
+from core.catalog import from_folder
 from core.models import CLIP_KEY, clear_cache
-from core.settings import MODELS_DIR_ENV  # noqa: E402
-from core.random_models import SIZES, make_clip  # noqa: E402
-
-DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "fashion-products"
+from core.random_models import SIZES, make_clip
+from core.settings import MODELS_DIR_ENV
+from core.training.finetune import FinetuneConfig, finetune
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -40,7 +37,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--val-fraction", type=float, default=0.1)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch CPU threads")
-    parser.add_argument("--data", type=Path, default=DATA_DIR, help="the fashion-products folder")
+    parser.add_argument("--data", type=Path, default=DATA, help="the fashion-products folder")
     args = parser.parse_args(argv)
     if not 0 < args.minutes <= 15:
         parser.error("--minutes must be in (0, 15]")

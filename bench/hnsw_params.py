@@ -1,7 +1,7 @@
 """HNSW recall@10 against exact search vs single-query latency, per catalog size and params.
 
-    python bench/hnsw_params.py --sizes 50000,200000 --grid
-    python bench/hnsw_params.py --sizes 1000000
+    python -m bench.hnsw_params --sizes 50000,200000 --grid
+    python -m bench.hnsw_params --sizes 1000000
 
 Vectors are synthetic clustered unit vectors (bench/vectors.py); queries come from the
 same distribution but are not in the index. Latency is one query at a time on one
@@ -12,17 +12,14 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.vectors import clustered_unit_vectors  # noqa: E402
-from core.index import HnswParams, IndexEntry, VectorIndex  # noqa: E402
+from bench.vectors import clustered_unit_vectors
+from core.index import HnswParams, IndexEntry, VectorIndex
 
 K = 10
 

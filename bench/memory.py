@@ -1,7 +1,7 @@
 """Resident memory with the models loaded and a 50k-product index being searched.
 
-    python bench/memory.py [--size 50000]
-    python bench/memory.py --models clip-ViT-B-32,clip-ViT-B-32-multilingual-v1,fashion-clip
+    python -m bench.memory [--size 50000]
+    python -m bench.memory --models clip-ViT-B-32,clip-ViT-B-32-multilingual-v1,fashion-clip
 
 Loads a synthetic index (an image index per image tower and one caption index per model),
 the full-size models, runs text, image and blended queries with every model, then prints
@@ -17,9 +17,7 @@ from pathlib import Path
 
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.setup import DEFAULT_WORK, prepare_models, synthetic_folder, synthetic_index  # noqa: E402
+from bench.setup import DEFAULT_WORK, prepare_models, synthetic_folder, synthetic_index
 
 
 def peak_rss_gb() -> float:

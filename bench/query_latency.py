@@ -1,6 +1,6 @@
 """Warm query latency through SearchEngine against the bare model, and the int8 fast path.
 
-    python bench/query_latency.py [--products 500] [--repeat 30]
+    python -m bench.query_latency [--products 500] [--repeat 30]
 
 Text: `SearchEngine.search(text=...)` end to end (encode, both indexes, fusion, metadata)
 against the bare text-tower forward pass on the same, already tokenised input.
@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import io
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,9 +24,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.setup import DATA, DEFAULT_WORK, prepare  # noqa: E402
+from bench.setup import DATA, DEFAULT_WORK, prepare
 
 
 def big_jpeg(seed: int) -> bytes:

@@ -1,6 +1,6 @@
 """Ray engine overhead: images/s of `--engine ray` versus the local engine on this machine, in one run.
 
-    python bench/ray_overhead.py                       # 1024 shared photos, batch 32
+    python -m bench.ray_overhead                       # 1024 shared photos, batch 32
 
 Both engines build an index of the same first N shared photos (photos only: one image
 index) with the same full-size ViT-B/32 CLIP with random weights (core/random_models.py;
@@ -20,25 +20,16 @@ import argparse
 import logging
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import ray
+import torch
 
-import ray  # noqa: E402
-import torch  # noqa: E402
-
-from core import settings
-from core import models  # noqa: E402
-from core.build_index import BuildSummary, build_index, make_executor  # noqa: E402
-from core.catalog import from_folder  # noqa: E402
-from core.models import CLIP_KEY  # noqa: E402
-from core.random_models import make_clip  # noqa: E402
-
-DATA = ROOT.parent / "shared" / "data" / "fashion-products" / "images"
+from bench.setup import full_clip_photos
+from core.build_index import BuildSummary, build_index, make_executor
+from core.models import CLIP_KEY
 
 
 def main() -> None:
@@ -48,15 +39,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1, help="builds per engine, alternating")
     parser.add_argument("--models-dir", type=Path, default=Path(tempfile.gettempdir()) / "vitrine-bench-full-clip")
     args = parser.parse_args()
-    if not DATA.is_dir():
-        sys.exit(f"shared photos not found at {DATA}")
-    if not (args.models_dir / CLIP_KEY / "modules.json").is_file():
-        print(f"making a full-size random ViT-B/32 CLIP in {args.models_dir} ...", flush=True)
-        make_clip(args.models_dir / CLIP_KEY, "full")
-    os.environ[settings.MODELS_DIR_ENV] = str(args.models_dir)
-
-    catalog = from_folder(DATA, name="bench")
-    catalog.items[:] = catalog.items[: args.limit]
+    catalog = full_clip_photos(args.models_dir, args.limit)
     started = time.perf_counter()
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level=logging.WARNING)
     ray_start = time.perf_counter() - started

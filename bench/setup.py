@@ -7,7 +7,11 @@ text encoder) cost exactly what the trained models cost to run.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
+
+from core import settings
+from core.catalog import Catalog
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "fashion-products"
@@ -21,7 +25,7 @@ def prepare_models(work: Path) -> Path:
     models = work / "models"
     if not (models / "fashion-clip" / "config.json").is_file():  # the last one make_models writes
         make_models(models, "full")
-    os.environ["VITRINE_MODELS_DIR"] = str(models)
+    os.environ[settings.MODELS_DIR_ENV] = str(models)
     return models
 
 
@@ -35,7 +39,7 @@ def prepare(work: Path, products: int) -> Path:
     if not (index / "fashion" / "manifest.json").is_file():
         catalog = from_folder(DATA / "images", DATA / "products.csv", name="fashion")
         build_index(catalog, index / "fashion", limit=products, progress=True)
-    os.environ["VITRINE_INDEX_DIR"] = str(index)
+    os.environ[settings.INDEX_DIR_ENV] = str(index)
     return index / "fashion"
 
 
@@ -55,7 +59,6 @@ def synthetic_index(
     import datetime as dt
     import json
 
-    import numpy as np
     import pandas as pd
 
     from bench.vectors import clustered_unit_vectors
@@ -100,3 +103,22 @@ def synthetic_index(
         ),
     )
     return folder
+
+
+def full_clip_photos(models_dir: Path, limit: int) -> Catalog:
+    """The first `limit` shared photos (no captions: the image path only), with VITRINE_MODELS_DIR
+    pointed at a full-size random ViT-B/32 CLIP in `models_dir`, made there once."""
+    from core.catalog import from_folder
+    from core.models import CLIP_KEY
+    from core.random_models import make_clip
+
+    images = DATA / "images"
+    if not images.is_dir():
+        sys.exit(f"shared photos not found at {images}")
+    if not (models_dir / CLIP_KEY / "modules.json").is_file():
+        print(f"making a full-size random ViT-B/32 CLIP in {models_dir} ...", flush=True)
+        make_clip(models_dir / CLIP_KEY, "full")
+    os.environ[settings.MODELS_DIR_ENV] = str(models_dir)
+    catalog = from_folder(images, name="bench")
+    catalog.items[:] = catalog.items[:limit]
+    return catalog

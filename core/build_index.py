@@ -1,4 +1,4 @@
-"""Offline index builder: catalog -> reader -> encoder -> writer -> index folder.
+"""Offline index builder: catalog -> read -> encode -> write -> index folder.
 
     python -m core.build_index --images ../shared/data/fashion-products/images \\
         --captions ../shared/data/fashion-products/products.csv --out index_data/fashion
@@ -17,18 +17,21 @@ import argparse
 import datetime as dt
 import sys
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.catalog import Catalog, CatalogError, SkippedRow, load_catalog
+from core import cli
+from core.catalog import Catalog, CatalogError, SkippedRow
 from core.atomic import replace_folder
 from core.index import HnswParams, Manifest
 from core.models import DEFAULT_MODELS, ModelLoadError, get_encoder, get_spec
 from core.pipeline import BuildError
 from core.pipeline.assemble import REPORT_FILE, assemble_index
-from core.devices import DeviceError, local_device
-from core.pipeline.encoder import PRECISIONS, EncoderConfig, resolve_precision
+from core.pipeline.delta import PreviousIndex, plan_update, write_reused
+from core.devices import local_device
+from core.pipeline.encode_stage import PRECISIONS, EncodePlan, resolve_precision
 from core.pipeline.executor import BuildJob, Executor, LocalExecutor, plan_shards
 from core.pipeline.progress import BuildProgress
 from core.pipeline.work import WorkFolder
@@ -53,10 +56,18 @@ class BuildSummary:
     stage_items: dict[str, int] = field(default_factory=dict)  # rows (vectors, for index) each clock covers
     shards: int = 0
     resumed_shards: int = 0  # shards a killed earlier run had finished, reused as they were
+    changes: dict[str, int] | None = None  # an update's products added, changed, removed, unchanged
+    notes: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
         rate = self.indexed / self.seconds if self.seconds else 0.0
-        lines = [f"Indexed {self.indexed} images into {self.out} in {self.seconds:.1f} s ({rate:.1f} images/s)."]
+        lines = [f"Indexed {self.indexed:,} images into {self.out} in {self.seconds:.1f} s ({rate:.1f} images/s)."]
+        if self.changes is not None:
+            lines.append(
+                "Updated the existing index: products {added:,} added, {changed:,} changed, {removed:,} removed, "
+                "{unchanged:,} unchanged (their vectors reused).".format(**self.changes)
+            )
+        lines += self.notes
         stages = [self._stage(name, seconds) for name, seconds in self.stage_seconds.items() if seconds > 0]
         if stages:
             lines.append("Stages: " + ", ".join(stages) + ".")
@@ -68,7 +79,7 @@ class BuildSummary:
         return "\n".join(lines)
 
     def _stage(self, name: str, seconds: float) -> str:
-        unit = {"decode": "images/s per worker", "index": "vectors/s"}.get(name, "images/s")
+        unit = {"decode": "images/s per worker", "index": "vectors/s", "reuse": "rows/s"}.get(name, "images/s")
         return f"{name} {seconds:.1f} s ({self.stage_items.get(name, 0) / seconds:.0f} {unit})"
 
 
@@ -87,6 +98,7 @@ def build_index(
     precision: str = "auto",
     shard_size: int | None = None,
     executor: Executor | None = None,
+    full: bool = False,
 ) -> BuildSummary:
     """Embed a catalog with the given models and write a complete index folder at `out`.
 
@@ -94,6 +106,7 @@ def build_index(
     ("images" while photos are encoded, then "index" per vector file). `workers` reader
     processes (default: one on a CPU, all cores but one with a GPU); `precision` auto is
     fp16 on CUDA, fp32 elsewhere; `executor` runs the stages (default: this machine).
+    Onto an existing index, only what changed is encoded (core/pipeline/delta.py); `full` rebuilds all.
     """
     started = time.perf_counter()
     out = Path(out)
@@ -107,26 +120,38 @@ def build_index(
     device = engine.resolve_device(device)
     precision = resolve_precision(precision, device)
     captions = tuple(models) if any(item.caption for item in items) else ()
-    config = EncoderConfig(towers, captions, device, precision, batch_size)
-    model_facts = _model_facts(models, towers, local_device(device))
+    encode_plan = EncodePlan(towers, captions, device, precision, batch_size)
+    facts = _model_facts(models, towers, local_device(device))
     shard_size = shard_size or batch_size * SHARD_BATCHES
     fingerprint = catalog.fingerprint()
+    previous = None if full else PreviousIndex.open(out)
+    update = None if previous is None else plan_update(items, previous, towers, captions, facts, progress)
+    plan = plan_shards(range(len(items)) if update is None else update.encode, shard_size)
+    reuse_plan = [] if update is None else plan_shards([p for p, _ in update.reuse], shard_size, len(plan))
     work = WorkFolder(out, {
-        "format": SHARD_FORMAT, "catalog": fingerprint, "rows": len(items), "models": model_facts,
+        "format": SHARD_FORMAT, "catalog": fingerprint, "rows": len(items), "models": facts,
         "image_models": list(towers), "captions": list(captions), "device": device, "precision": precision,
         "batch_size": batch_size, "shard_size": shard_size,
+        "update": None if update is None else [previous.manifest.version, update.fingerprint],
     })
-    plan = plan_shards(len(items), shard_size)
     with work.locked():
-        done = intact_shards(work.shards, config.stems, {shard.number: len(shard) for shard in plan})
+        shards = plan + reuse_plan
+        done = intact_shards(work.shards, encode_plan.stems, {shard.number: len(shard) for shard in shards})
         pending = [shard for shard in plan if shard.number not in done]
+        pending_reuse = [shard for shard in reuse_plan if shard.number not in done]
         tracker = BuildProgress(
-            len(items), len(items) - sum(map(len, pending)), show=progress, on_progress=on_progress
+            len(items), len(items) - sum(map(len, pending + pending_reuse)), show=progress, on_progress=on_progress
         )
         try:
-            engine.run(
-                BuildJob(items, pending, batch_size, config, ShardWriter(work.shards)), tracker
-            )
+            if pending_reuse:
+                with tracker.timed("reuse", sum(map(len, pending_reuse))):
+                    write_reused(
+                        update, previous, items, towers,
+                        {key: get_encoder(key, local_device(device)) for key in captions},
+                        pending_reuse, ShardWriter(work.shards), batch_size,
+                    )
+                tracker.advance(sum(map(len, pending_reuse)))
+            engine.run(BuildJob(items, pending, batch_size, encode_plan, ShardWriter(work.shards)), tracker)
         finally:
             tracker.close()
         manifest = Manifest(
@@ -134,11 +159,13 @@ def build_index(
             hnsw=params,
             entries=[],
             created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            models=model_facts,
+            models=facts,
+            build_id=uuid.uuid4().hex,
+            changes={} if update is None else update.changes,
         )
         try:
             indexed, skipped = assemble_index(
-                work.staging, items, work.shards, [shard.number for shard in plan], config,
+                work.staging, items, work.shards, [shard.number for shard in shards], encode_plan,
                 params=params, manifest=manifest, skipped=catalog.skipped, progress=tracker,
             )
         except CatalogError:
@@ -148,7 +175,8 @@ def build_index(
     work.remove()
     return BuildSummary(
         out, indexed, skipped, time.perf_counter() - started, tracker.seconds, tracker.items,
-        shards=len(plan), resumed_shards=len(done),
+        shards=len(shards), resumed_shards=len(done),
+        changes=None if update is None else update.changes, notes=[] if update is None else update.notes,
     )
 
 
@@ -166,53 +194,35 @@ def image_towers(models: Sequence[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(get_spec(key).image_tower for key in models))
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
-def _count(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
-    return value
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m core.build_index", description=__doc__.split("\n\n")[0])
-    source = parser.add_argument_group(
-        "catalog (one of: --images [--captions], --parquet, --sample; paths or URIs such as s3://bucket/shop)"
+    source = cli.add_catalog_flags(
+        parser, "catalog (one of: --images [--captions], --parquet, --sample; paths or URIs such as s3://bucket/shop)"
     )
-    source.add_argument("--images", help="folder of product images")
-    source.add_argument("--captions", help="CSV with one row per image (id, caption, metadata)")
-    source.add_argument("--parquet", nargs="+", default=[], help="parquet files or folder URIs (HF fashion schema)")
-    source.add_argument("--sample", type=_positive, metavar="N",
+    source.add_argument("--sample", type=cli.positive, metavar="N",
                         help="download the first N products of the Hugging Face fashion dataset and index them")
-    source.add_argument("--id-column", default="id")
-    source.add_argument("--caption-column", help="default: caption, productDisplayName, title, name or description")
-    source.add_argument("--filename-column", help="image file per row; default: the image named after the id")
-    parser.add_argument("--out", type=Path, required=True, help="index folder to write, e.g. index_data/shop")
+    parser.add_argument("--out", type=Path, required=True,
+                        help="index folder to write, e.g. index_data/shop; an existing one is updated (only changes encoded)")
+    parser.add_argument("--full", action="store_true", help="rebuild every vector, even onto an existing index")
     parser.add_argument("--models", default=",".join(DEFAULT_MODELS),
                         help=f"comma-separated model keys (default: {','.join(DEFAULT_MODELS)})")
     run = parser.add_argument_group("how the build runs")
-    run.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    cli.add_device_flag(run)
     run.add_argument("--precision", default="auto", choices=PRECISIONS, help="auto: fp16 on CUDA, fp32 elsewhere")
-    run.add_argument("--batch-size", type=_positive, default=32)
-    run.add_argument("--workers", type=_count, help="reader processes (default: 1 on CPU, cores-1 with a GPU)")
-    run.add_argument("--shard-size", type=_positive, help=f"rows per resumable shard (default: {SHARD_BATCHES} batches)")
-    run.add_argument("--limit", type=_positive, help="index only the first N catalog rows")
+    run.add_argument("--batch-size", type=cli.positive, default=32)
+    run.add_argument("--workers", type=cli.count, help="reader processes (default: 1 on CPU, cores-1 with a GPU)")
+    run.add_argument("--shard-size", type=cli.positive, help=f"rows per resumable shard (default: {SHARD_BATCHES} batches)")
+    run.add_argument("--limit", type=cli.positive, help="index only the first N catalog rows")
     run.add_argument("--engine", choices=ENGINES, default="local",
-                     help="local: this machine; ray: Ray Data reader tasks and encoder actors (a cluster or a local Ray)")
+                     help="local: this machine; ray: Ray Data reader tasks and encode actors (a cluster or a local Ray)")
     ray = parser.add_argument_group("ray engine (--engine ray; pip install -r requirements-ray.txt)")
     ray.add_argument("--ray-address", help="cluster to run on, e.g. auto or ray://head:10001 (default: a Ray started here)")
-    ray.add_argument("--ray-concurrency", type=_positive, metavar="N",
-                     help="encoder actors (default: one per GPU of the cluster, or one per node without GPUs)")
+    ray.add_argument("--ray-concurrency", type=cli.positive, metavar="N",
+                     help="encode actors (default: one per GPU of the cluster, or one per node without GPUs)")
     hnsw = parser.add_argument_group("HNSW graph")
-    hnsw.add_argument("--m", type=_positive, default=HnswParams.m, help="graph degree")
-    hnsw.add_argument("--ef-construction", type=_positive, default=HnswParams.ef_construction)
-    hnsw.add_argument("--ef-search", type=_positive, default=HnswParams.ef_search)
+    hnsw.add_argument("--m", type=cli.positive, default=HnswParams.m, help="graph degree")
+    hnsw.add_argument("--ef-construction", type=cli.positive, default=HnswParams.ef_construction)
+    hnsw.add_argument("--ef-search", type=cli.positive, default=HnswParams.ef_search)
     args = parser.parse_args(argv)
     if args.engine != "ray" and (args.ray_address or args.ray_concurrency):
         parser.error("--ray-address and --ray-concurrency need --engine ray")
@@ -238,15 +248,7 @@ def make_executor(engine: str, workers: int | None = None, ray_address: str | No
 
 def _catalog(args: argparse.Namespace) -> Catalog:
     if args.sample is None:
-        return load_catalog(
-            images=args.images,
-            captions=args.captions,
-            parquet=args.parquet,
-            id_column=args.id_column,
-            caption_column=args.caption_column,
-            filename_column=args.filename_column,
-            name=args.out.name,
-        )
+        return cli.catalog_of(args, name=args.out.name)
     if args.images or args.captions or args.parquet:
         raise CatalogError("give either --sample N or your own catalog (--images or --parquet), not both")
     return sample_catalog(args.sample)
@@ -254,7 +256,8 @@ def _catalog(args: argparse.Namespace) -> Catalog:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
+
+    def build() -> int:
         executor = make_executor(args.engine, args.workers, args.ray_address, args.ray_concurrency)
         summary = build_index(
             _catalog(args),
@@ -268,15 +271,15 @@ def main(argv: list[str] | None = None) -> int:
             precision=args.precision,
             shard_size=args.shard_size,
             executor=executor,
+            full=args.full,
         )
-    except (CatalogError, ModelLoadError, BuildError, DeviceError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("\ninterrupted: run the same command again to continue where the build stopped.", file=sys.stderr)
-        return 130
-    print(summary.describe())
-    return 0
+        print(summary.describe())
+        return 0
+
+    return cli.run(
+        build, ModelLoadError, BuildError,
+        on_interrupt="run the same command again to continue where the build stopped.",
+    )
 
 
 if __name__ == "__main__":

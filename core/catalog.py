@@ -68,13 +68,6 @@ class Catalog:
     images_dir: Path | None = None  # lets fingerprints use paths relative to the folder
     stamps: dict[str, str] = field(default_factory=dict)  # image URI -> 'rel:size:mtime' from the listing
 
-    @property
-    def has_captions(self) -> bool:
-        return any(item.caption for item in self.items)
-
-    def metadata_columns(self) -> list[str]:
-        return list(dict.fromkeys(key for item in self.items for key in item.metadata))
-
     def fingerprint(self) -> str:
         """Hash of what the vectors depend on (ids, captions, images), so an index built
         from another version of the catalog can be detected; moving the folder keeps it."""

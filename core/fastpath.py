@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import numpy as np
 
-from core import settings
-from core.catalog import CatalogError, load_catalog
+from core import cli, settings
+from core.catalog import Catalog
 from core.images import ImageError, decode_image
 from core.models import ModelLoadError, available_models, load_encoder
 from core.quantize import Agreement, save_record
@@ -56,38 +55,43 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m core.fastpath", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     check = commands.add_parser("check", help="compare int8 with fp32 on your photos and record the verdict")
-    check.add_argument("--images", type=Path, required=True)
-    check.add_argument("--captions", type=Path)
-    check.add_argument("--limit", type=int, default=500)
+    cli.add_catalog_flags(check)
+    check.add_argument("--limit", type=cli.positive, default=500, help="compare on at most this many photos")
     check.add_argument("--models", default=",".join(spec.key for spec in available_models()))
     args = parser.parse_args(argv)
-    try:
-        catalog = load_catalog(images=args.images, captions=args.captions)
-        images, captions = [], []
-        for item in catalog.items:
-            if len(images) == args.limit:
-                break
-            try:
-                images.append(decode_image(item.read_bytes()))
-            except (ImageError, OSError):
-                continue
-            captions.append(item.caption or item.id)
-        verdict = 0
-        for key in (k.strip() for k in args.models.split(",") if k.strip()):
-            agreement, probe = measure_agreement(key, images, captions)
-            path = save_record(settings.current().fastpath_record_dir, key, probe, agreement)
-            status = "PASS" if agreement.passed else "FAIL"
-            print(
-                f"{status} {key}: {agreement.items} items, min cosine image {agreement.image_cosine_min:.4f} "
-                f"text {agreement.text_cosine_min:.4f}, top-10 overlap text->image "
-                f"{agreement.text_to_image_top10_overlap:.3f} image->image {agreement.image_to_image_top10_overlap:.3f}"
-                f" (recorded in {path})"
-            )
-            verdict |= 0 if agreement.passed else 1
-    except (CatalogError, ModelLoadError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    return cli.run(lambda: _check(args), ModelLoadError)
+
+
+def _check(args: argparse.Namespace) -> int:
+    """Exit code 0 when every model's int8 weights agree with fp32, 1 when one does not."""
+    images, captions = _photos_and_captions(cli.catalog_of(args), args.limit)
+    verdict = 0
+    for key in (k.strip() for k in args.models.split(",") if k.strip()):
+        agreement, probe = measure_agreement(key, images, captions)
+        path = save_record(settings.current().fastpath_record_dir, key, probe, agreement)
+        status = "PASS" if agreement.passed else "FAIL"
+        print(
+            f"{status} {key}: {agreement.items} items, min cosine image {agreement.image_cosine_min:.4f} "
+            f"text {agreement.text_cosine_min:.4f}, top-10 overlap text->image "
+            f"{agreement.text_to_image_top10_overlap:.3f} image->image {agreement.image_to_image_top10_overlap:.3f}"
+            f" (recorded in {path})"
+        )
+        verdict |= 0 if agreement.passed else 1
     return verdict
+
+
+def _photos_and_captions(catalog: Catalog, limit: int) -> tuple[list, list[str]]:
+    """The first `limit` readable photos of the catalog, with their captions (or ids, without one)."""
+    images, captions = [], []
+    for item in catalog.items:
+        if len(images) == limit:
+            break
+        try:
+            images.append(decode_image(item.read_bytes()))
+        except (ImageError, OSError):
+            continue
+        captions.append(item.caption or item.id)
+    return images, captions
 
 
 if __name__ == "__main__":

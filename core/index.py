@@ -1,4 +1,4 @@
-"""Index folders: hnswlib files per (encoder, modality), the manifest and the items table.
+"""Index folders: hnswlib files per (model key, modality), the manifest and the items table.
 
 Every file is written to a temporary name and renamed into place, so a reader never
 sees half a file. Loading checks the manifest against what the caller expects and
@@ -56,14 +56,15 @@ class HnswParams:
     ef_search: int = 64
 
 
-def vector_stem(modality: str, encoder: str) -> str:
-    """File name (without suffix) of the vectors one encoder made from one modality."""
-    return f"{modality}__{encoder}"
+def vector_stem(modality: str, model_key: str) -> str:
+    """File name (without suffix) of the vectors one model made from one modality."""
+    return f"{modality}__{model_key}"
 
 
 @dataclass(frozen=True)
 class IndexEntry:
-    """One vector file of an index folder: which encoder made it, from which modality."""
+    """One vector file of an index folder: which model made it (`encoder`, the manifest's name for
+    the model key), from which modality."""
 
     encoder: str
     modality: str  # "image" or "caption"
@@ -86,9 +87,13 @@ class Manifest:
     # model key -> {"dim": int, "probe": [floats]}: the probe recognises the exact weights later
     models: dict[str, dict] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
+    # new for every build or update: a running server that sees another one reopens the folder
+    build_id: str = ""
+    # what the last update changed (products added, changed, removed, unchanged); empty after a full build
+    changes: dict[str, int] = field(default_factory=dict)
 
-    def find(self, encoder: str, modality: str) -> IndexEntry | None:
-        return next((e for e in self.entries if e.encoder == encoder and e.modality == modality), None)
+    def find(self, model_key: str, modality: str) -> IndexEntry | None:
+        return next((e for e in self.entries if e.encoder == model_key and e.modality == modality), None)
 
     @property
     def image_entry(self) -> IndexEntry | None:
@@ -103,6 +108,11 @@ class Manifest:
     def image_towers(self) -> list[str]:
         """Image towers with an image index here, the default first."""
         return [e.encoder for e in self.entries if e.modality == "image"]
+
+    @property
+    def version(self) -> str:
+        """What tells one build of this folder from the next (older manifests have no build id)."""
+        return self.build_id or self.created_at
 
     @property
     def name(self) -> str:
@@ -142,6 +152,8 @@ class Manifest:
             created_at=data["created_at"],
             models=data.get("models", {}),
             format_version=data["format_version"],
+            build_id=str(data.get("build_id", "")),
+            changes=dict(data.get("changes", {})),
         )
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from core import quantize, settings
+from core import cli, quantize, settings
 from core.descriptor import DESCRIPTOR_FILE, SELF_TOWER, DescriptorError, read_descriptor
 from core.devices import pick_device
 from core.images import limit_aspect_ratio
@@ -59,20 +59,15 @@ class ModelSpec:
     layout: str = SENTENCE_TRANSFORMERS_LAYOUT
 
 
+def _hub_model(key: str, encodes_images: bool, hint: str) -> ModelSpec:
+    """A sentence-transformers hub model in CLIP ViT-B/32's space (its images go through CLIP's tower)."""
+    return ModelSpec(key, f"sentence-transformers/{key}", encodes_images, CLIP_KEY, hint)
+
+
 REGISTRY: dict[str, ModelSpec] = {
-    CLIP_KEY: ModelSpec(
-        key=CLIP_KEY,
-        hub_id=f"sentence-transformers/{CLIP_KEY}",
-        encodes_images=True,
-        image_tower=CLIP_KEY,
-        hint="OpenAI CLIP: images and English text.",
-    ),
-    MULTILINGUAL_KEY: ModelSpec(
-        key=MULTILINGUAL_KEY,
-        hub_id=f"sentence-transformers/{MULTILINGUAL_KEY}",
-        encodes_images=False,
-        image_tower=CLIP_KEY,
-        hint="Understands text in 50+ languages (German, French, Spanish, ...).",
+    CLIP_KEY: _hub_model(CLIP_KEY, True, "OpenAI CLIP: images and English text."),
+    MULTILINGUAL_KEY: _hub_model(
+        MULTILINGUAL_KEY, False, "Understands text in 50+ languages (German, French, Spanish, ...)."
     ),
     FASHION_KEY: ModelSpec(
         key=FASHION_KEY,
@@ -365,14 +360,14 @@ def main(argv: list[str] | None = None) -> int:
     fetch.add_argument("--to", type=Path, default=settings.current().models_dir or Path("models"), help="target folder")
     fetch.add_argument("--models", default=",".join(REGISTRY), help="comma-separated model keys")
     args = parser.parse_args(argv)
-    try:
-        keys = [get_spec(key.strip()).key for key in args.models.split(",") if key.strip()]
-        for folder in download(args.to, keys):
-            print(f"saved {folder}")
-    except ModelLoadError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(f"Now set {settings.MODELS_DIR_ENV}={args.to.resolve()} to run without network.")
+    return cli.run(lambda: _download(args.to, args.models), ModelLoadError)
+
+
+def _download(target: Path, models: str) -> int:
+    keys = [get_spec(key.strip()).key for key in models.split(",") if key.strip()]
+    for folder in download(target, keys):
+        print(f"saved {folder}")
+    print(f"Now set {settings.MODELS_DIR_ENV}={target.resolve()} to run without network.")
     return 0
 
 

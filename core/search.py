@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from core import cli
 from core.fusion import RankedList, best_per_product, cut, fuse
 from core.images import ImageError, ImageSource, decode_image, read_image_bytes
 from core.index import Hit, IndexMismatchError, IndexReader, Manifest, VectorIndex
@@ -304,20 +305,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-captions", action="store_true", help="search product images only")
     parser.add_argument("--json", action="store_true", help="print a JSON list of hits")
     args = parser.parse_args(argv)
-    try:
-        engine = SearchEngine(args.index)
-        result = engine.search(
-            text=args.text,
-            image=args.image,
-            model=args.model,
-            blend=args.blend,
-            k=args.k,
-            threshold=args.threshold,
-            use_captions=not args.no_captions,
-        )
-    except (QueryError, ImageError, ModelLoadError, IndexMismatchError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    return cli.run(lambda: _search(args), QueryError, ImageError, ModelLoadError, IndexMismatchError)
+
+
+def _search(args: argparse.Namespace) -> int:
+    """The command's body: one query, its hits printed as a list or as JSON."""
+    result = SearchEngine(args.index).search(
+        text=args.text, image=args.image, model=args.model, blend=args.blend, k=args.k,
+        threshold=args.threshold, use_captions=not args.no_captions,
+    )
     if args.json:
         print(json.dumps(result.to_json(), ensure_ascii=False, indent=2))
         return 0

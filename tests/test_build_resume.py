@@ -41,7 +41,7 @@ KILLED_BUILD = textwrap.dedent(
 
     catalog = from_folder(Path(images), Path(captions), name="fashion")
     build_index(catalog, Path(out), limit={limit}, batch_size={batch_size}, shard_size={shard_size},
-                workers=1, progress=False, on_progress=power_cut)
+                workers=1, progress=False, on_progress=power_cut, full=True)
     """
 ).format(**ARGS)
 
@@ -92,7 +92,7 @@ def test_a_killed_build_resumes_and_ends_like_a_clean_one(
     [work] = work_folders(out)
     assert len(list((work / "shards").glob("[0-9]*"))) == finished_shards
 
-    summary = build_index(fashion(fashion_dir), out, workers=0, progress=False, **ARGS)
+    summary = build_index(fashion(fashion_dir), out, workers=0, progress=False, full=True, **ARGS)
 
     assert summary.resumed_shards == finished_shards and summary.shards == 5
     assert "Continued an interrupted build: " in summary.describe()

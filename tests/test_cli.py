@@ -1,4 +1,4 @@
-"""The two CLIs as a user runs them: build on real photos, then search; bad input exits 2."""
+"""The CLIs as a user runs them: build on real photos, then search; URIs reach the catalog; bad input exits 2."""
 
 from __future__ import annotations
 
@@ -6,12 +6,16 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
+import fsspec
 import pytest
 
-from core import settings
-from core import build_index, search
+from core import build_index, cli, devices, fastpath, search, settings
+from core.models import CLIP_KEY
+from core.quality import evaluate
+from core.training import finetune
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -102,3 +106,61 @@ def test_build_bad_catalog_exits_2(tiny_models, tmp_path, capsys):
     assert build_index.main(["--images", str(tmp_path / "missing"), "--out", str(tmp_path / "idx")]) == 2
     assert capsys.readouterr().err.startswith("error: ")
     assert not (tmp_path / "idx").exists()
+
+
+@pytest.fixture
+def bucket(fashion_dir):
+    """memory://<unique>/: three shared photos and their captions, a store with no local path (like s3://)."""
+    store = fsspec.filesystem("memory")
+    root = uuid.uuid4().hex
+    photos = sorted((fashion_dir / "images").glob("*.jpg"))[:3]
+    for path in photos:
+        store.pipe(f"/{root}/images/{path.name}", path.read_bytes())
+    store.pipe(f"/{root}/products.csv", ("id,productDisplayName\n" + "".join(f"{p.stem},product {p.stem}\n" for p in photos)).encode())
+    yield f"memory://{root}"
+    store.rm(f"/{root}", recursive=True)
+
+
+URIS = ["--images", "s3://shop/photos", "--captions", "gs://shop/products.csv", "--parquet", "s3://shop/rows/"]
+
+
+@pytest.mark.parametrize("args", [
+    lambda: build_index.parse_args([*URIS, "--out", "index_data/shop"]),
+    lambda: finetune.parse_args([*URIS, "--base", CLIP_KEY]),
+])
+def test_catalog_flags_keep_uris_whole(args):
+    parsed = args()
+    assert (parsed.images, parsed.captions, parsed.parquet) == ("s3://shop/photos", "gs://shop/products.csv", ["s3://shop/rows/"])
+
+
+def test_finetune_reads_a_catalog_behind_a_uri(bucket, tmp_path, capsys):
+    """finetune's flags were type=Path, which turned memory://x into memory:/x, a missing local folder."""
+    out = tmp_path / "shop-clip"
+    assert finetune.main(["--images", f"{bucket}/images", "--captions", f"{bucket}/products.csv", "--base", "clip-huge",
+                          "--out", str(out)]) == 2
+    assert "Unknown model 'clip-huge'" in capsys.readouterr().err  # the catalog loaded; only the base was wrong
+    assert finetune.main(["--images", f"{bucket}/images", "--base", CLIP_KEY, "--out", str(out), "--quiet"]) == 2
+    assert f"The catalog {bucket}/images has no captions" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_the_fast_path_check_reads_a_catalog_behind_a_uri(bucket, capsys):
+    assert fastpath.main(["check", "--images", f"{bucket}/images", "--captions", f"{bucket}/products.csv",
+                          "--models", "clip-huge"]) == 2
+    assert "Unknown model 'clip-huge'" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(devices.device_available("cuda"), reason="this machine has CUDA")
+def test_a_missing_device_exits_2(fashion_index, tmp_path, capsys):
+    assert evaluate.main(["--index", str(fashion_index), "--device", "cuda"]) == 2
+    assert capsys.readouterr().err.startswith("error: --device cuda: no such device")
+
+
+def test_ctrl_c_ends_with_the_next_step_when_the_command_has_one(capsys):
+    def interrupted() -> int:
+        raise KeyboardInterrupt
+
+    assert cli.run(interrupted, on_interrupt="run it again to continue.") == cli.INTERRUPTED
+    assert capsys.readouterr().err == "\ninterrupted: run it again to continue.\n"
+    with pytest.raises(KeyboardInterrupt):
+        cli.run(interrupted)

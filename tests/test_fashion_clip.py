@@ -14,7 +14,7 @@ from core.build_index import build_index
 from core.images import load_image
 from core.index import IndexMismatchError, read_manifest
 from core.models import CLIP_KEY, DEFAULT_MODELS, FASHION_KEY, MULTILINGUAL_KEY, TRANSFORMERS_CLIP_LAYOUT, ModelLoadError
-from core.pipeline.encoder import EncoderConfig
+from core.pipeline.encode_stage import EncodePlan
 from core.pipeline.reader import BatchTask, read_batch
 from core.search import SearchEngine
 from core.weights import check_fits
@@ -130,7 +130,7 @@ def test_the_reader_decodes_each_photo_once_for_every_tower(tiny_models, fashion
     decoded = []
     real_decode = reader.decode_image
     monkeypatch.setattr(reader, "decode_image", lambda data: decoded.append(1) or real_decode(data))
-    stage = EncoderConfig((CLIP_KEY, FASHION_KEY), (), "cpu", "fp32", 8).load()
+    stage = EncodePlan((CLIP_KEY, FASHION_KEY), (), "cpu", "fp32", 8).load()
     batch = read_batch(fashion_catalog.items[:6], BatchTask(0, tuple(range(6))), stage.preps)
     assert len(decoded) == 6 and len(batch.pixels) == 2 and all(len(pixels) == 6 for pixels in batch.pixels)
     vectors = stage.encode(batch)
@@ -285,3 +285,24 @@ def test_a_copy_saved_in_fashion_clips_layout_loads_as_a_local_model(tiny_models
         copy, original = models.get_encoder("shop-fashion", "cpu"), models.get_encoder(FASHION_KEY, "cpu")
         np.testing.assert_allclose(copy.encode_images(image), original.encode_images(image), atol=1e-6)
         np.testing.assert_allclose(copy.encode_texts(["red dress"]), original.encode_texts(["red dress"]), atol=1e-6)
+
+
+def test_an_update_takes_over_every_towers_vectors_and_a_new_tower_encodes_afresh(three_key_index, fashion_catalog, fashion_index, tmp_path):
+    from dataclasses import replace
+
+    catalog = replace(fashion_catalog, items=fashion_catalog.items[:THREE_KEY_SIZE])
+    out = shutil.copytree(three_key_index, tmp_path / "fashion3")
+    summary = build_index(catalog, out, THREE_KEYS, progress=False, workers=0, batch_size=16)
+    assert summary.stage_items["encode"] == 0 and summary.stage_items["reuse"] == THREE_KEY_SIZE
+    for tower in (CLIP_KEY, FASHION_KEY):
+        stem = f"image__{tower}.npy"
+        np.testing.assert_array_equal(np.load(out / stem), np.load(three_key_index / stem))
+
+    grown = shutil.copytree(fashion_index, tmp_path / "grown")  # built with CLIP's tower only
+    small = replace(fashion_catalog, items=fashion_catalog.items[:THREE_KEY_SIZE])
+    summary = build_index(small, grown, THREE_KEYS, progress=False, workers=0, batch_size=16)
+    assert summary.stage_items["encode"] == THREE_KEY_SIZE and any("'fashion-clip'" in note for note in summary.notes)
+    assert read_manifest(grown).image_towers == [CLIP_KEY, FASHION_KEY]
+    np.testing.assert_allclose(
+        np.load(grown / f"image__{FASHION_KEY}.npy"), np.load(three_key_index / f"image__{FASHION_KEY}.npy"), atol=1e-5
+    )

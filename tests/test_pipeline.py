@@ -19,7 +19,7 @@ from core.catalog import Catalog, CatalogItem
 from core.images import load_image
 from core.models import CLIP_KEY, ModelLoadError, get_encoder
 from core.pipeline import BuildError
-from core.pipeline.encoder import EncoderConfig, ImageTower
+from core.pipeline.encode_stage import EncodePlan, ImageTower
 from core.pipeline.executor import plan_shards
 from core.pipeline.reader import BatchTask, RowRecord, read_batch
 from core.pipeline.work import WorkFolder
@@ -27,8 +27,8 @@ from core.pipeline.writer import ShardWriter, intact_shards, read_shard
 from tests.test_cli import ROOT
 
 
-def image_only(key: str = CLIP_KEY, precision: str = "fp32") -> EncoderConfig:
-    return EncoderConfig((key,), (), "cpu", precision, 8)
+def image_only(key: str = CLIP_KEY, precision: str = "fp32") -> EncodePlan:
+    return EncodePlan((key,), (), "cpu", precision, 8)
 
 
 def test_pipeline_vectors_equal_the_encoders_own(tiny_models, fashion_catalog):
@@ -72,7 +72,7 @@ def test_reader_turns_every_bad_row_into_a_reason(tiny_models, fashion_catalog, 
 
 
 def test_a_batch_without_a_readable_row_still_encodes(tiny_models):
-    stage = EncoderConfig((CLIP_KEY,), (CLIP_KEY,), "cpu", "fp32", 8).load()
+    stage = EncodePlan((CLIP_KEY,), (CLIP_KEY,), "cpu", "fp32", 8).load()
     batch = read_batch([CatalogItem("x", "red", {}, None, b"nope")], BatchTask(0, (0,)), stage.preps)
     vectors = stage.encode(batch)
     assert {stem: v.shape for stem, v in vectors.items()} == {f"image__{CLIP_KEY}": (0, 24), f"caption__{CLIP_KEY}": (0, 24)}
@@ -94,8 +94,8 @@ def test_builder_refuses_a_clip_folder_it_cannot_call_directly(tiny_models, tmp_
 
 
 def test_shards_plan_fixed_row_ranges():
-    shards = plan_shards(70, 32)
-    assert [(s.number, s.start, s.stop) for s in shards] == [(0, 0, 32), (1, 32, 64), (2, 64, 70)]
+    shards = plan_shards(range(70), 32)
+    assert [(s.number, s.positions[0], s.positions[-1] + 1) for s in shards] == [(0, 0, 32), (1, 32, 64), (2, 64, 70)]
     assert [b.positions for b in shards[2].batches(4)] == [(64, 65, 66, 67), (68, 69)]
 
 

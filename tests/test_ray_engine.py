@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,7 @@ from core.catalog import from_folder
 from core.index import read_manifest
 from core.models import CLIP_KEY
 from core.pipeline import BuildError
-from core.pipeline.encoder import EncoderConfig
+from core.pipeline.encode_stage import EncodePlan
 from core.pipeline.executor import BuildJob, plan_shards
 from core.pipeline.progress import BuildProgress
 from core.pipeline.reader import RowRecord
@@ -216,7 +217,7 @@ def test_shard_rows_arriving_out_of_order_are_written_in_row_order(tmp_path):
 
 def test_the_reader_runs_as_tasks_beside_the_encoder_actors(ray_cluster, fashion_catalog, tmp_path, capsys):
     """Ray Data fuses compatible neighbours: fused into the actor, decoding would wait for the model."""
-    job = BuildJob(fashion_catalog.items[:8], plan_shards(8, 4), 4, EncoderConfig((CLIP_KEY,), (), "cpu", "fp32", 4),
+    job = BuildJob(fashion_catalog.items[:8], plan_shards(range(8), 4), 4, EncodePlan((CLIP_KEY,), (), "cpu", "fp32", 4),
                    ShardWriter(tmp_path))
     RayExecutor().dataset(job).explain()
     optimized = capsys.readouterr().out.split("Physical Plan (Optimized)")[1]
@@ -242,3 +243,15 @@ def test_an_address_nobody_answers_on_is_refused_at_once():
         _check_reachable(f"127.0.0.1:{port}")
     _check_reachable(None)
     _check_reachable("auto")
+
+
+def test_the_ray_engine_updates_an_index_as_the_local_one_does(ray_cluster, fashion_catalog, fashion_index, tmp_path):
+    out = tmp_path / "fashion"
+    shutil.copytree(fashion_index, out)
+    grown = fashion_catalog.items[20 : INDEX_SIZE + 20]  # 20 products removed, 20 added
+    summary = build_index(replace(fashion_catalog, items=grown), out, progress=False, executor=RayExecutor())
+    assert summary.changes == {"added": 20, "changed": 0, "removed": 20, "unchanged": INDEX_SIZE - 20}
+    assert summary.stage_items["encode"] == 20
+    reference = tmp_path / "reference"
+    build_index(replace(fashion_catalog, items=grown), reference, progress=False, full=True)
+    assert_same_index(out, reference)

@@ -77,3 +77,10 @@ def test_only_the_settings_module_reads_vitrine_variables():
 def test_no_page_imports_another_page():
     pages = {name for name in _sources() if name == "app" or name.startswith("pages")}
     assert [(name, i) for name in pages for i in _imports(_sources()[name]) if i in pages] == []
+
+
+def test_bench_scripts_run_as_modules_without_patching_the_import_path():
+    """`python -m bench.NAME` from the repository root finds core/ by itself."""
+    patched = [name for name, path in _sources().items()
+               if name.startswith("bench") and "sys.path" in path.read_text(encoding="utf-8")]
+    assert patched == []

@@ -18,7 +18,7 @@ import pandas as pd
 
 from core.catalog import CatalogError, CatalogItem, SkippedRow
 from core.index import THUMBNAILS_DIR, HnswParams, IndexEntry, Manifest, VectorIndex, write_items, write_manifest
-from core.pipeline.encoder import EncoderConfig
+from core.pipeline.encode_stage import EncodePlan
 from core.pipeline.progress import BuildProgress
 from core.pipeline.thumbnails import thumbnail_path
 from core.pipeline.writer import read_shard
@@ -36,7 +36,7 @@ def assemble_index(
     items: Sequence[CatalogItem],
     shard_folder: Path,
     shards: Sequence[int],
-    config: EncoderConfig,
+    plan: EncodePlan,
     *,
     params: HnswParams,
     manifest: Manifest,
@@ -49,9 +49,9 @@ def assemble_index(
     shutil.rmtree(staging, ignore_errors=True)  # a half-assembled folder from a killed run: start it over
     (staging / THUMBNAILS_DIR).mkdir(parents=True)
     skipped = list(skipped)
-    positions, sha1s, parts = [], [], {stem: [] for stem in config.stems}
+    positions, sha1s, parts = [], [], {stem: [] for stem in plan.stems}
     for number in shards:
-        rows, vectors = read_shard(shard_folder, number, config.stems)
+        rows, vectors = read_shard(shard_folder, number, plan.stems)
         for record in rows:
             if record.error is not None:
                 skipped.append(SkippedRow(row_label(items[record.position]), record.error))
@@ -65,13 +65,15 @@ def assemble_index(
         source = manifest.catalog.get("source", "the catalog")
         raise CatalogError(f"No image of {source} could be read; nothing to index. {_first_reasons(skipped)}".strip())
 
-    table = _items_table([items[p] for p in positions], sha1s)
-    for done, ((modality, encoder), stem) in enumerate(zip(config.outputs, config.stems), 1):
-        vectors = np.concatenate(parts[stem])
+    # catalog order, whatever order the shards hold rows in (an update writes reused rows apart)
+    order = np.argsort(np.asarray(positions), kind="stable")
+    table = _items_table([items[positions[i]] for i in order], [sha1s[i] for i in order])
+    for done, ((modality, model_key), stem) in enumerate(zip(plan.outputs, plan.stems), 1):
+        vectors = np.concatenate(parts[stem])[order]
         with progress.timed("index", len(vectors)):
             VectorIndex.build(vectors, params).save(staging, stem)
-        manifest.entries.append(IndexEntry(encoder=encoder, modality=modality, dim=int(vectors.shape[1]), count=len(vectors)))
-        progress.index_step(done, len(config.stems))
+        manifest.entries.append(IndexEntry(encoder=model_key, modality=modality, dim=int(vectors.shape[1]), count=len(vectors)))
+        progress.index_step(done, len(plan.stems))
     write_items(staging, table)
     _write_report(staging / REPORT_FILE, skipped)
     manifest.catalog.update(items=len(table), products=int(table["id"].nunique()), skipped=len(skipped))

@@ -2,9 +2,9 @@
 
 `Executor.run(job, progress)` is the whole contract: read every row of `job.shards`,
 encode the readable ones, hand each completed shard to `job.writer`, report to
-`progress`; `resolve_device` says where the encoder will run. LocalExecutor does it on
+`progress`; `resolve_device` says where the encode stage will run. LocalExecutor does it on
 this machine with DataLoader worker processes; RayExecutor (ray_executor.py: Ray Data
-reader tasks, an encoder actor pool) implements the same methods with the same stage
+reader tasks, an encode actor pool) implements the same methods with the same stage
 objects, and the rest of the build does not change.
 """
 
@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from core.catalog import CatalogItem
 from core.devices import require_device
-from core.pipeline.encoder import EncoderConfig
+from core.pipeline.encode_stage import EncodePlan
 from core.pipeline.progress import BuildProgress
 from core.pipeline.reader import BatchTask, DecodedBatch, ImagePrep, read_batch
 from core.pipeline.writer import ShardBuffer, ShardWriter
@@ -29,25 +29,30 @@ from core.pipeline.writer import ShardBuffer, ShardWriter
 
 @dataclass(frozen=True)
 class ShardTask:
-    """One unit of resumable work: the catalog rows [start, stop) of the build's item list."""
+    """One unit of resumable work: some rows of the build's item list, by position, in order."""
 
     number: int
-    start: int
-    stop: int
+    positions: tuple[int, ...]
 
     def __len__(self) -> int:
-        return self.stop - self.start
+        return len(self.positions)
 
     def batches(self, batch_size: int) -> list[BatchTask]:
         return [
-            BatchTask(self.number, tuple(range(first, min(first + batch_size, self.stop))))
-            for first in range(self.start, self.stop, batch_size)
+            BatchTask(self.number, self.positions[first : first + batch_size])
+            for first in range(0, len(self.positions), batch_size)
         ]
 
 
-def plan_shards(rows: int, shard_size: int) -> list[ShardTask]:
-    """Fixed row ranges: shard n always holds the same rows, so any run can pick up any shard."""
-    return [ShardTask(n, start, min(start + shard_size, rows)) for n, start in enumerate(range(0, rows, shard_size))]
+def plan_shards(positions: Sequence[int], shard_size: int, first_number: int = 0) -> list[ShardTask]:
+    """Fixed groups of rows: shard n always holds the same rows, so any run can pick up any shard.
+
+    A full build plans every row; an update only the rows it must encode (core/pipeline/delta.py)."""
+    positions = tuple(positions)
+    return [
+        ShardTask(first_number + n, positions[start : start + shard_size])
+        for n, start in enumerate(range(0, len(positions), shard_size))
+    ]
 
 
 @dataclass
@@ -57,13 +62,13 @@ class BuildJob:
     items: Sequence[CatalogItem]
     shards: list[ShardTask]  # the pending ones, in row order
     batch_size: int
-    encoder: EncoderConfig
+    plan: EncodePlan
     writer: ShardWriter
 
 
 class Executor(Protocol):
     def resolve_device(self, requested: str) -> str:
-        """The device the encoder will run on ('auto' resolved), or BuildError if there is none such."""
+        """The device the encode stage will run on ('auto' resolved), or BuildError if there is none such."""
         ...
 
     def run(self, job: BuildJob, progress: BuildProgress) -> None: ...
@@ -93,11 +98,11 @@ def default_workers(device: torch.device) -> int:
 
 
 class LocalExecutor:
-    """Reader in DataLoader worker processes (one torch thread each), encoder and writer in this process."""
+    """Reader in DataLoader worker processes (one torch thread each), encode stage and writer in this process."""
 
     def __init__(self, workers: int | None = None, ready_batches: int = 4) -> None:
         self.workers = workers
-        self.ready_batches = ready_batches  # decoded batches kept waiting for the encoder, across workers
+        self.ready_batches = ready_batches  # decoded batches kept waiting for the encode stage, across workers
 
     def resolve_device(self, requested: str) -> str:
         return require_device(requested)
@@ -105,7 +110,7 @@ class LocalExecutor:
     def run(self, job: BuildJob, progress: BuildProgress) -> None:
         if not job.shards:
             return
-        stage = job.encoder.load()
+        stage = job.plan.load()
         workers = default_workers(stage.device) if self.workers is None else self.workers
         loader = DataLoader(
             CatalogRows(job.items, stage.preps),

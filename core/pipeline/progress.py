@@ -11,7 +11,7 @@ from tqdm import tqdm
 from core.pipeline.reader import DecodedBatch
 
 ProgressCallback = Callable[[str, int, int], None]
-STAGES = ("decode", "encode", "write", "index")
+STAGES = ("reuse", "decode", "encode", "write", "index")
 
 
 class BuildProgress:
@@ -43,7 +43,7 @@ class BuildProgress:
             self.record(stage, time.perf_counter() - started, items)
 
     def advance(self, rows: int) -> None:
-        """Rows went through the encoder: move the bar and tell the caller."""
+        """Rows went through the encode stage: move the bar and tell the caller."""
         self.done += rows
         self._bar.update(rows)
         self._report("images", self.done, self.total)

@@ -2,7 +2,7 @@
 
     catalog rows, one Arrow block per batch
       -> reader tasks on CPUs: read_batch (read, decode once, preprocess per image tower, thumbnail, SHA-1)
-      -> an encoder actor pool (map_batches): one EncoderStage per actor, a GPU each if any
+      -> an encode actor pool (map_batches): one EncodeStage per actor, a GPU each if any
       -> this process: rows gathered per shard, written by ShardWriter
 
 The stages are the local engine's own code and the shards its file format, so build_index
@@ -33,13 +33,13 @@ from core.catalog import CatalogItem
 from core.settings import model_location_env
 from core.pipeline import BuildError
 from core.devices import require_device
-from core.pipeline.encoder import EncoderConfig
+from core.pipeline.encode_stage import EncodePlan
 from core.pipeline.executor import BuildJob
 from core.pipeline.progress import BuildProgress
 from core.pipeline.reader import BatchTask, DecodedBatch, ImagePrep, RowRecord, read_batch, stack_pixels
 from core.pipeline.writer import ShardWriter
 
-# Settings the encoder actors load models with: a remote node does not inherit the driver's environment.
+# Settings the encode actors load models with: a remote node does not inherit the driver's environment.
 _SOURCE = pa.schema([
     ("position", pa.int64()), ("shard", pa.int64()), ("id", pa.string()), ("caption", pa.string()),
     ("path", pa.string()), ("uri", pa.string()), ("data", pa.binary()),
@@ -97,10 +97,10 @@ def read_rows(batch: dict[str, np.ndarray], preps: Sequence[ImagePrep]) -> dict[
 class EncodeRows:
     """Encoder actor: loads the models once, then encodes each batch of photos Ray Data hands it."""
 
-    def __init__(self, config: EncoderConfig) -> None:
-        if config.device == "cpu":
+    def __init__(self, plan: EncodePlan) -> None:
+        if plan.device == "cpu":
             torch.set_num_threads(os.cpu_count() or 1)  # as the local engine's model does: every core of the node
-        self.stage = config.load()
+        self.stage = plan.load()
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         readable = [i for i, error in enumerate(batch["error"]) if not error]
@@ -158,7 +158,7 @@ class RayExecutor:
     """Runs a build's pending shards with Ray Data, on the cluster at `address` or on a Ray
     started here (address None). A Ray the caller already initialised is used as it is: its
     workers must be able to import core/ (this executor ships it only when it connects).
-    `concurrency` is the number of encoder actors: by default one per GPU of the cluster,
+    `concurrency` is the number of encode actors: by default one per GPU of the cluster,
     or one per node without GPUs (a CPU actor uses all its node's cores)."""
 
     def __init__(self, address: str | None = None, concurrency: int | None = None) -> None:
@@ -167,7 +167,7 @@ class RayExecutor:
         self._started = False
 
     def resolve_device(self, requested: str) -> str:
-        """The encoder actors' device: what the cluster has, not what this driver has."""
+        """The encode actors' device: what the cluster has, not what this driver has."""
         self._connect()
         gpus = ray.cluster_resources().get("GPU", 0)
         if requested == "auto":
@@ -192,25 +192,25 @@ class RayExecutor:
         context.print_on_execution_start = False
         logging.getLogger("ray.data").setLevel(logging.WARNING)
         logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # it warns that its bars are off
-        rows = ShardRows(job.writer, {shard.number: len(shard) for shard in job.shards}, job.encoder.stems)
+        rows = ShardRows(job.writer, {shard.number: len(shard) for shard in job.shards}, job.plan.stems)
         for batch in self.dataset(job).iter_batches(batch_size=None, batch_format="numpy"):
             rows.add(batch, progress)
         if rows.unfinished():
             raise BuildError(f"Ray returned no rows for shards {rows.unfinished()}; run the build again.")
 
     def dataset(self, job: BuildJob) -> ray.data.Dataset:
-        """The build as a Ray Data pipeline, not yet run: reader tasks, then the encoder actor pool."""
-        config = job.encoder
-        preps = config.preps()
+        """The build as a Ray Data pipeline, not yet run: reader tasks, then the encode actor pool."""
+        plan = job.plan
+        preps = plan.preps()
         blocks = [source_block(job.items, task) for shard in job.shards for task in shard.batches(job.batch_size)]
         env = model_location_env()
-        gpu = config.device == "cuda"
+        gpu = plan.device == "cuda"
         return (
             ray.data.from_arrow(blocks)
             .map_batches(read_rows, fn_kwargs={"preps": preps}, batch_size=None, num_cpus=1)
             .map_batches(
                 EncodeRows,
-                fn_constructor_args=(config,),
+                fn_constructor_args=(plan,),
                 batch_size=job.batch_size,
                 compute=ray.data.ActorPoolStrategy(size=self.concurrency or self._default_actors(gpu)),
                 num_cpus=1,

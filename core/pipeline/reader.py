@@ -31,7 +31,7 @@ class ImagePrep:
     """The model's own image processor, stopped before rescale and normalise.
 
     Resize and centre crop give uint8 pixels: four times less to ship between processes
-    and to the GPU than float32. The encoder rescales and normalises on the device.
+    and to the GPU than float32. The encode stage rescales and normalises on the device.
     """
 
     processor: Any  # a transformers image processor (picklable configuration)
@@ -95,7 +95,7 @@ def read_batch(
     items: Sequence[CatalogItem] | Mapping[int, CatalogItem], task: BatchTask, preps: Sequence[ImagePrep]
 ) -> DecodedBatch:
     """Read every row of a batch task (items by position: the whole catalog, or just these rows);
-    the pixels of the readable ones are stacked for the encoder, one tensor per tower."""
+    the pixels of the readable ones are stacked for the encode stage, one tensor per tower."""
     started = time.perf_counter()
     rows, pixels, captions = [], [], []
     for position in task.positions:

@@ -23,7 +23,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from core import cli
 from core.descriptor import read_descriptor
+from core.devices import require_device
 from core.quality.holdout import DEFAULT_VAL_FRACTION, held_out_mask
 from core.index import IndexMismatchError, IndexReader
 from core.models import CLIP_KEY, REGISTRY, ModelLoadError, get_encoder, get_spec
@@ -118,7 +120,7 @@ def evaluate_index(
                 f"Label column '{label_column}' is not in the index's metadata; available columns: "
                 f"{', '.join(columns) or 'none'}."
             )
-    encoder = get_encoder(model, device)
+    encoder = get_encoder(model, require_device(device))
     check_fits(encoder, reader.manifest, reader.folder)
 
     products, product_ids = pd.factorize(items["id"].astype(str))
@@ -198,12 +200,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--val-fraction", type=float, default=DEFAULT_VAL_FRACTION,
                         help="held-out share of products to draw queries from (use finetune's value)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the query sample")
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    cli.add_device_flag(parser)
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)
     keys = [*args.model, *(key.strip() for key in args.models.split(",") if key.strip())]
     keys = list(dict.fromkeys(keys)) or [CLIP_KEY]
-    try:
+
+    def evaluate() -> int:
         reports = [
             evaluate_index(
                 args.index,
@@ -216,15 +219,15 @@ def main(argv: list[str] | None = None) -> int:
             )
             for key in keys
         ]
-    except (EvaluationError, IndexMismatchError, ModelLoadError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    if args.json:
-        print(reports[0].to_json() if len(reports) == 1 else json.dumps([asdict(r) for r in reports], indent=2, ensure_ascii=False))
-    else:
-        blocks = [report.describe() for report in reports] + ([compare_table(reports)] if len(reports) > 1 else [])
-        print("\n\n".join(blocks))
-    return 0
+        if args.json:
+            several = json.dumps([asdict(report) for report in reports], indent=2, ensure_ascii=False)
+            print(reports[0].to_json() if len(reports) == 1 else several)
+        else:
+            tables = [report.describe() for report in reports] + ([compare_table(reports)] if len(reports) > 1 else [])
+            print("\n\n".join(tables))
+        return 0
+
+    return cli.run(evaluate, EvaluationError, IndexMismatchError, ModelLoadError)
 
 
 if __name__ == "__main__":

@@ -24,11 +24,12 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from core import settings
-from core.catalog import Catalog, CatalogError, load_catalog
+from core import cli, settings
+from core.catalog import Catalog
 from core.training.checkpoint import CHECKPOINT_DIR, Checkpoint, CheckpointError, TrainingState, load_checkpoint, save_checkpoint
 from core.training.contrastive import INITIAL_TEMPERATURE, Temperature
 from core.training.trainer import ContrastiveTrainer, FrozenImages, HeldOutMetrics, frozen_image_vectors
+from core.devices import require_device
 from core.descriptor import DESCRIPTOR_FILE, SELF_TOWER, Descriptor, write_descriptor
 from core.quality.holdout import DEFAULT_VAL_FRACTION
 from core.models import (
@@ -38,7 +39,6 @@ from core.models import (
     get_encoder,
     get_spec,
     load_private_copy,
-    pick_device,
     save_in_layout_of,
 )
 from core.training.pairs import TrainingPairs, training_pairs
@@ -76,8 +76,8 @@ class FinetuneConfig:
     overwrite: bool = False
 
     def resume_settings(self, catalog: Catalog) -> dict:
-        settings = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in RESUMABLE_CHANGES}
-        return {**settings, "catalog": catalog.fingerprint()}
+        chosen = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in RESUMABLE_CHANGES}
+        return {**chosen, "catalog": catalog.fingerprint()}
 
 
 @dataclass
@@ -123,16 +123,16 @@ def finetune(
     """Run (or resume) fine-tuning and write the model folder; see the module docstring."""
     started = time.perf_counter()
     spec, text_only = _check_config(config)
-    settings = {**config.resume_settings(catalog), "text_only": text_only}
+    device = require_device(config.device)
+    run_settings = {**config.resume_settings(catalog), "text_only": text_only}
     checkpoint_dir = config.out / CHECKPOINT_DIR
-    resumed = load_checkpoint(checkpoint_dir, settings) if config.resume else None
+    resumed = load_checkpoint(checkpoint_dir, run_settings) if config.resume else None
     if resumed is None:
         _check_out_is_free(config.out, config.overwrite)
     pairs = training_pairs(catalog, config.val_fraction, config.limit, progress)
     if resumed is None:
         shutil.rmtree(config.out, ignore_errors=True)
         config.out.mkdir(parents=True)
-    device = pick_device(config.device)
     model = load_private_copy(config.base, device)
     trainer = ContrastiveTrainer(
         model,
@@ -153,7 +153,7 @@ def finetune(
     else:
         before = trainer.held_out()
         log(_metrics_line("before training", before))
-        state = TrainingState(settings=settings, before=asdict(before), best_loss=before.loss)
+        state = TrainingState(settings=run_settings, before=asdict(before), best_loss=before.loss)
         best_weights = trainer.weights()
         _save(checkpoint_dir, state, trainer, best_weights)
 
@@ -316,14 +316,8 @@ def default_out(base: str) -> Path | None:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m core.finetune", description=__doc__.split("\n\n")[0])
-    source = parser.add_argument_group("catalog")
-    source.add_argument("--images", type=Path, help="folder of product images")
-    source.add_argument("--captions", type=Path, help="CSV with one row per image (id, caption, metadata)")
-    source.add_argument("--parquet", type=Path, nargs="+", default=[], help="parquet files (HF fashion schema)")
-    source.add_argument("--id-column", default="id")
-    source.add_argument("--caption-column", help="default: caption, productDisplayName, title, name or description")
-    source.add_argument("--filename-column", help="image file per row; default: the image named after the id")
-    source.add_argument("--limit", type=int, help="use only the first N catalog rows")
+    source = cli.add_catalog_flags(parser)
+    source.add_argument("--limit", type=cli.positive, help="use only the first N catalog rows")
     parser.add_argument("--base", required=True, help="model key to start from")
     parser.add_argument("--out", type=Path, help="new model folder (default: $VITRINE_MODELS_DIR/<base>-finetuned)")
     parser.add_argument("--epochs", type=int, default=FinetuneConfig.epochs, help="at most this many epochs (%(default)s)")
@@ -340,7 +334,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--text-only-multilingual", action="store_true",
                         help="train only a text-only model (multilingual) against frozen CLIP image vectors")
     parser.add_argument("--seed", type=int, default=FinetuneConfig.seed, help="(%(default)s)")
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    cli.add_device_flag(parser)
     parser.add_argument("--max-minutes", type=float, help="do not start an epoch that would end after this many minutes")
     parser.add_argument("--resume", action="store_true", help="continue from the last finished epoch in --out")
     parser.add_argument("--overwrite", action="store_true", help="start again even if --out exists")
@@ -350,31 +344,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        out = args.out or default_out(args.base)
-        if out is None:
-            raise FinetuneError("Give --out (or set VITRINE_MODELS_DIR to save beside the other models).")
-        catalog = load_catalog(
-            images=args.images,
-            captions=args.captions,
-            parquet=args.parquet,
-            id_column=args.id_column,
-            caption_column=args.caption_column,
-            filename_column=args.filename_column,
-            name=out.name,
-        )
-        config = FinetuneConfig(
-            base=args.base, out=out, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-            weight_decay=args.weight_decay, val_fraction=args.val_fraction, patience=args.patience,
-            freeze_image_tower=args.freeze_image_tower, text_only=args.text_only_multilingual,
-            temperature=args.temperature, seed=args.seed, device=args.device, limit=args.limit,
-            max_seconds=args.max_minutes * 60 if args.max_minutes is not None else None,
-            resume=args.resume, overwrite=args.overwrite,
-        )
-        report = finetune(catalog, config, progress=not args.quiet)
-    except (CatalogError, ModelLoadError, FinetuneError, CheckpointError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    return cli.run(
+        lambda: _run(args), ModelLoadError, FinetuneError, CheckpointError,
+        on_interrupt="add --resume to the same command to continue after the last finished epoch.",
+    )
+
+
+def _run(args: argparse.Namespace) -> int:
+    out = args.out or default_out(args.base)
+    if out is None:
+        raise FinetuneError("Give --out (or set VITRINE_MODELS_DIR to save beside the other models).")
+    config = FinetuneConfig(
+        base=args.base, out=out, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        weight_decay=args.weight_decay, val_fraction=args.val_fraction, patience=args.patience,
+        freeze_image_tower=args.freeze_image_tower, text_only=args.text_only_multilingual,
+        temperature=args.temperature, seed=args.seed, device=args.device, limit=args.limit,
+        max_seconds=args.max_minutes * 60 if args.max_minutes is not None else None,
+        resume=args.resume, overwrite=args.overwrite,
+    )
+    report = finetune(cli.catalog_of(args, name=out.name), config, progress=not args.quiet)
     print(report.describe())
     root = settings.current().models_dir
     if root is None or out.resolve().parent != root.resolve():

@@ -1,4 +1,4 @@
-"""Encoder stage: prepared pixels and captions -> unit float32 vectors on the chosen device.
+"""The builder's encode stage: prepared pixels and captions -> unit float32 vectors on the chosen device.
 
 Images go straight into the image tower that the sentence-transformers model wraps (the
 reader already resized and cropped them with the model's own processor), so a batch is
@@ -84,8 +84,9 @@ def caption_vectors(encoder: Encoder, captions: Sequence[str], batch_size: int) 
 
 
 @dataclass(frozen=True)
-class EncoderConfig:
-    """What the encoder stage needs, small and picklable: a remote worker loads its own models from it."""
+class EncodePlan:
+    """Which models the encode stage runs, where and how: small and picklable, so a remote worker
+    loads its own models from it."""
 
     image_models: tuple[str, ...]  # one image index per tower; the first is the index's default
     caption_models: tuple[str, ...]
@@ -95,30 +96,30 @@ class EncoderConfig:
 
     @property
     def outputs(self) -> list[tuple[str, str]]:
-        """(modality, encoder) of each vector file: one per image tower, then one per caption encoder."""
+        """(modality, model key) of each vector file: one per image tower, then one per caption model."""
         return [("image", key) for key in self.image_models] + [("caption", key) for key in self.caption_models]
 
     @property
     def stems(self) -> list[str]:
-        return [vector_stem(modality, encoder) for modality, encoder in self.outputs]
+        return [vector_stem(modality, model_key) for modality, model_key in self.outputs]
 
-    def load(self) -> EncoderStage:
-        return EncoderStage(self)
+    def load(self) -> EncodeStage:
+        return EncodeStage(self)
 
     def preps(self) -> tuple[ImagePrep, ...]:
         """Each tower's image processor, for readers that run apart from the stage (Ray tasks)."""
         return tuple(ImageTower(get_encoder(key, local_device(self.device))).prep for key in self.image_models)
 
 
-class EncoderStage:
+class EncodeStage:
     """Turns a reader batch into {vector stem: vectors}, one row per readable image."""
 
-    def __init__(self, config: EncoderConfig) -> None:
-        self.config = config
-        self.towers = [ImageTower(get_encoder(key, config.device)) for key in config.image_models]
+    def __init__(self, plan: EncodePlan) -> None:
+        self.plan = plan
+        self.towers = [ImageTower(get_encoder(key, plan.device)) for key in plan.image_models]
         self.device = self.towers[0].device
-        self.text_encoders = {key: get_encoder(key, config.device) for key in config.caption_models}
-        self._dtype = _AUTOCAST_DTYPES.get(config.precision)
+        self.text_encoders = {key: get_encoder(key, plan.device) for key in plan.caption_models}
+        self._dtype = _AUTOCAST_DTYPES.get(plan.precision)
 
     @property
     def preps(self) -> tuple[ImagePrep, ...]:
@@ -130,7 +131,7 @@ class EncoderStage:
         return torch.autocast(self.device.type, dtype=self._dtype)
 
     def encode(self, batch: DecodedBatch) -> dict[str, np.ndarray]:
-        stems = self.config.stems
+        stems = self.plan.stems
         image_stems, caption_stems = stems[: len(self.towers)], stems[len(self.towers) :]
         vectors = {
             stem: tower.embed(pixels, self._autocast())
@@ -138,5 +139,5 @@ class EncoderStage:
         }
         for stem, encoder in zip(caption_stems, self.text_encoders.values()):
             with self._autocast():
-                vectors[stem] = caption_vectors(encoder, batch.captions, self.config.batch_size)
+                vectors[stem] = caption_vectors(encoder, batch.captions, self.plan.batch_size)
         return vectors
