@@ -18,16 +18,23 @@ DATA = ROOT.parent / "shared" / "data" / "fashion-products"
 DEFAULT_WORK = Path("/tmp/vitrine-bench")
 
 
+def prepare_models(work: Path) -> Path:
+    """Point VITRINE_MODELS_DIR at full-size random models of every hub key, made once under `work`."""
+    from core.random_models import make_models
+
+    models = work / "models"
+    if not (models / "fashion-clip" / "config.json").is_file():  # the last one make_models writes
+        make_models(models, "full")
+    os.environ[settings.MODELS_DIR_ENV] = str(models)
+    return models
+
+
 def prepare(work: Path, products: int) -> Path:
     """Point VITRINE_MODELS_DIR / VITRINE_INDEX_DIR at benchmark models and an index; return the index folder."""
     from core.build_index import build_index
     from core.catalog import from_folder
-    from core.random_models import make_models
 
-    models = work / "models"
-    if not (models / "clip-ViT-B-32" / "modules.json").is_file():
-        make_models(models, "full")
-    os.environ[settings.MODELS_DIR_ENV] = str(models)
+    prepare_models(work)
     index = work / f"index-{products}"
     if not (index / "fashion" / "manifest.json").is_file():
         catalog = from_folder(DATA / "images", DATA / "products.csv", name="fashion")
@@ -36,8 +43,15 @@ def prepare(work: Path, products: int) -> Path:
     return index / "fashion"
 
 
-def synthetic_index(work: Path, size: int, caption_models: tuple[str, ...] = ()) -> Path:
-    """An index folder of `size` synthetic products (clustered 512-d vectors), made once under `work`.
+def synthetic_folder(work: Path, size: int, caption_models: tuple[str, ...], image_towers: tuple[str, ...]) -> Path:
+    return work / f"synthetic-{size}-{'-'.join(image_towers)}-{'-'.join(caption_models) or 'images'}"
+
+
+def synthetic_index(
+    work: Path, size: int, caption_models: tuple[str, ...] = (), image_towers: tuple[str, ...] = ("clip-ViT-B-32",)
+) -> Path:
+    """An index folder of `size` synthetic products (clustered 512-d vectors), made once under `work`:
+    an image index per tower and a caption index per caption model.
 
     Its graph uses the default M (what load time and memory depend on) with a small
     ef_construction, so making a 200k folder takes minutes, not an hour.
@@ -49,15 +63,16 @@ def synthetic_index(work: Path, size: int, caption_models: tuple[str, ...] = ())
 
     from bench.vectors import clustered_unit_vectors
     from core.index import HnswParams, IndexEntry, Manifest, VectorIndex, write_items, write_manifest
-    from core.models import CLIP_KEY, get_encoder
+    from core.models import get_encoder
 
-    folder = work / f"synthetic-{size}-{'-'.join(caption_models) or 'images'}"
+    folder = synthetic_folder(work, size, caption_models, image_towers)
     if (folder / "manifest.json").is_file():
         return folder
     folder.mkdir(parents=True, exist_ok=True)
     params = HnswParams(ef_construction=40)
     entries = []
-    for seed, (modality, key) in enumerate([("image", CLIP_KEY), *(("caption", k) for k in caption_models)]):
+    outputs = [*(("image", k) for k in image_towers), *(("caption", k) for k in caption_models)]
+    for seed, (modality, key) in enumerate(outputs):
         vectors = clustered_unit_vectors(size, 512, seed=seed)
         entry = IndexEntry(encoder=key, modality=modality, dim=512, count=size)
         VectorIndex.build(vectors, params).save(folder, entry.stem)
@@ -76,7 +91,7 @@ def synthetic_index(work: Path, size: int, caption_models: tuple[str, ...] = ())
             }
         ),
     )
-    models = {key: {"dim": 512, "probe": get_encoder(key).probe().tolist()} for key in {CLIP_KEY, *caption_models}}
+    models = {key: {"dim": 512, "probe": get_encoder(key).probe().tolist()} for key in {*image_towers, *caption_models}}
     write_manifest(
         folder,
         Manifest(

@@ -26,7 +26,7 @@ from core import cli
 from core.catalog import Catalog, CatalogError, SkippedRow
 from core.atomic import replace_folder
 from core.index import HnswParams, Manifest
-from core.models import REGISTRY, ModelLoadError, get_encoder, get_spec
+from core.models import DEFAULT_MODELS, ModelLoadError, get_encoder, get_spec
 from core.pipeline import BuildError
 from core.pipeline.assemble import REPORT_FILE, assemble_index
 from core.pipeline.delta import PreviousIndex, plan_update, write_reused
@@ -86,7 +86,7 @@ class BuildSummary:
 def build_index(
     catalog: Catalog,
     out: Path,
-    models: Sequence[str] = tuple(REGISTRY),
+    models: Sequence[str] = DEFAULT_MODELS,
     params: HnswParams = HnswParams(),
     *,
     device: str = "auto",
@@ -115,22 +115,22 @@ def build_index(
     items = catalog.items[:limit] if limit else catalog.items
     if not items:
         raise CatalogError(f"{catalog.source} holds no product with an image; nothing to index.")
-    image_model = _image_tower(models)
+    towers = image_towers(models)
     engine = executor or LocalExecutor(workers)
     device = engine.resolve_device(device)
     precision = resolve_precision(precision, device)
     captions = tuple(models) if any(item.caption for item in items) else ()
-    encode_plan = EncodePlan(image_model, captions, device, precision, batch_size)
-    facts = _model_facts(models, image_model, local_device(device))
+    encode_plan = EncodePlan(towers, captions, device, precision, batch_size)
+    facts = _model_facts(models, towers, local_device(device))
     shard_size = shard_size or batch_size * SHARD_BATCHES
     fingerprint = catalog.fingerprint()
     previous = None if full else PreviousIndex.open(out)
-    update = None if previous is None else plan_update(items, previous, image_model, captions, facts, progress)
+    update = None if previous is None else plan_update(items, previous, towers, captions, facts, progress)
     plan = plan_shards(range(len(items)) if update is None else update.encode, shard_size)
     reuse_plan = [] if update is None else plan_shards([p for p, _ in update.reuse], shard_size, len(plan))
     work = WorkFolder(out, {
         "format": SHARD_FORMAT, "catalog": fingerprint, "rows": len(items), "models": facts,
-        "image_model": image_model, "captions": list(captions), "device": device, "precision": precision,
+        "image_models": list(towers), "captions": list(captions), "device": device, "precision": precision,
         "batch_size": batch_size, "shard_size": shard_size,
         "update": None if update is None else [previous.manifest.version, update.fingerprint],
     })
@@ -146,7 +146,7 @@ def build_index(
             if pending_reuse:
                 with tracker.timed("reuse", sum(map(len, pending_reuse))):
                     write_reused(
-                        update, previous, items, image_model,
+                        update, previous, items, towers,
                         {key: get_encoder(key, local_device(device)) for key in captions},
                         pending_reuse, ShardWriter(work.shards), batch_size,
                     )
@@ -180,21 +180,18 @@ def build_index(
     )
 
 
-def _model_facts(models: Sequence[str], image_model: str, device: str) -> dict[str, dict]:
-    """Per model, and for the image tower they share: what core/weights.py checks later."""
-    return {key: model_facts(get_encoder(key, device)) for key in dict.fromkeys([*models, image_model])}
+def _model_facts(models: Sequence[str], towers: Sequence[str], device: str) -> dict[str, dict]:
+    """Per model, and for each image tower they read with: what core/weights.py checks later."""
+    return {key: model_facts(get_encoder(key, device)) for key in dict.fromkeys([*models, *towers])}
 
 
-def _image_tower(models: Sequence[str]) -> str:
-    """The one image tower all the given models share (one image index per build)."""
+def image_towers(models: Sequence[str]) -> tuple[str, ...]:
+    """The image towers the given models read photos with, in the order of the models: one image
+    index each (the multilingual model has none of its own; CLIP and FashionCLIP one each).
+    The first is the index's default tower."""
     if not models:
         raise ModelLoadError("No model given: pass at least one model key with --models.")
-    towers = {get_spec(key).image_tower for key in models}
-    if len(towers) != 1:
-        raise ModelLoadError(
-            f"Models {', '.join(models)} do not share one image tower; build one index per tower."
-        )
-    return towers.pop()
+    return tuple(dict.fromkeys(get_spec(key).image_tower for key in models))
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -207,7 +204,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, required=True,
                         help="index folder to write, e.g. index_data/shop; an existing one is updated (only changes encoded)")
     parser.add_argument("--full", action="store_true", help="rebuild every vector, even onto an existing index")
-    parser.add_argument("--models", default=",".join(REGISTRY), help="comma-separated model keys (default: both)")
+    parser.add_argument("--models", default=",".join(DEFAULT_MODELS),
+                        help=f"comma-separated model keys (default: {','.join(DEFAULT_MODELS)})")
     run = parser.add_argument_group("how the build runs")
     cli.add_device_flag(run)
     run.add_argument("--precision", default="auto", choices=PRECISIONS, help="auto: fp16 on CUDA, fp32 elsewhere")

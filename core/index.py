@@ -7,6 +7,7 @@ refuses a mismatch with a message that says how to fix it. Nothing is pickled.
 
 from __future__ import annotations
 
+import copy
 import json
 import threading
 from collections.abc import Callable, Sequence
@@ -96,7 +97,17 @@ class Manifest:
 
     @property
     def image_entry(self) -> IndexEntry | None:
+        """The default image index: the first tower the index was built with."""
         return next((e for e in self.entries if e.modality == "image"), None)
+
+    def image_entry_for(self, tower: str) -> IndexEntry | None:
+        """The image index of one image tower (an index holds one per tower it was built with)."""
+        return self.find(tower, "image")
+
+    @property
+    def image_towers(self) -> list[str]:
+        """Image towers with an image index here, the default first."""
+        return [e.encoder for e in self.entries if e.modality == "image"]
 
     @property
     def version(self) -> str:
@@ -280,8 +291,9 @@ def _no_hits(rows: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 class IndexReader:
-    """An opened, validated index folder: the manifest, the items table, the image index, the
-    caption indexes (loaded on first use) and the rows turned into hits. Safe to share between threads."""
+    """An opened, validated index folder: the manifest, the items table, the default image index, the
+    other towers' image indexes and the caption indexes (loaded on first use) and the rows turned into
+    hits. Safe to share between threads."""
 
     def __init__(self, folder: Path | str) -> None:
         self.folder = Path(folder)
@@ -298,6 +310,7 @@ class IndexReader:
                 f"{self.image_index.count}. Rebuild the index."
             )
         self._caption_indexes: dict[str, VectorIndex] = {}
+        self._image_indexes: dict[str, VectorIndex] = {self.image_model: self.image_index}
         self._lock = threading.Lock()
         # Plain lists (pulled from arrow in one call each): building a hit must not go through pandas
         # row lookups, and loading a 200k catalog must not parse every row's metadata up front.
@@ -319,8 +332,42 @@ class IndexReader:
 
     @property
     def image_vectors(self) -> np.ndarray:
-        """Every photo's vector, in row order (memory-mapped)."""
+        """Every photo's vector from this reader's image tower, in row order (memory-mapped)."""
         return self.image_index.vectors
+
+    @property
+    def image_towers(self) -> list[str]:
+        """The image towers this index has an image index for, the default first."""
+        return self.manifest.image_towers
+
+    def image_index_for(self, tower: str | None = None) -> VectorIndex:
+        """The image index of one image tower (None: the default), loaded on first use."""
+        tower = tower or self.image_model
+        with self._lock:
+            if tower not in self._image_indexes:
+                entry = self.manifest.image_entry_for(tower)
+                if entry is None:
+                    raise IndexMismatchError(
+                        f"{self.folder} holds no image index for '{tower}' (it has {', '.join(self.image_towers)}). "
+                        f"Rebuild it with `python -m core.build_index --models ...,{tower}`."
+                    )
+                index = VectorIndex.load(self.folder, entry, self.manifest.hnsw.ef_search)
+                if index.count != self.count:
+                    raise IndexMismatchError(
+                        f"{self.folder}: the image index of '{tower}' holds {index.count} vectors, the items "
+                        f"table {len(self.id_list)} rows. Rebuild the index."
+                    )
+                self._image_indexes[tower] = index
+            return self._image_indexes[tower]
+
+    def for_tower(self, tower: str) -> IndexReader:
+        """This index as a model of another image tower sees it: the same items, hits and caption
+        indexes, with that tower's image index (and so its photo and product vectors) as the default."""
+        if tower == self.image_model:
+            return self
+        view = copy.copy(self)  # shares the loaded indexes, the tables and the lock
+        view.image_model, view.image_index = tower, self.image_index_for(tower)
+        return view
 
     def caption_index(self, key: str) -> VectorIndex | None:
         with self._lock:

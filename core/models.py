@@ -1,10 +1,12 @@
 """Model registry and loading through sentence-transformers.
 
-Both models live in one CLIP ViT-B/32 embedding space: the multilingual model only
-encodes text, and its images are the `clip-ViT-B-32` image vectors. Weights come from
-the hub, or, for offline use, from `$VITRINE_MODELS_DIR/<key>/`. Every other folder
-there with a `vitrine.json` descriptor (a fine-tuned model, see core/training/finetune.py) is a
-model key too.
+The two sentence-transformers models live in one CLIP ViT-B/32 embedding space: the
+multilingual model only encodes text, and its images are the `clip-ViT-B-32` image
+vectors. FashionCLIP is a plain transformers CLIP checkpoint (no modules.json), loaded
+through sentence-transformers' CLIP module all the same; it is its own image tower, with
+its own image index. Weights come from the hub, or, for offline use, from
+`$VITRINE_MODELS_DIR/<key>/`. Every other folder there with a `vitrine.json` descriptor
+(a fine-tuned model, see core/training/finetune.py) is a model key too.
 
     python -m core.models download --to ./models
 """
@@ -30,6 +32,16 @@ from core.images import limit_aspect_ratio
 
 CLIP_KEY = "clip-ViT-B-32"
 MULTILINGUAL_KEY = "clip-ViT-B-32-multilingual-v1"
+FASHION_KEY = "fashion-clip"
+# Folder layouts, and the file that marks a folder as one.
+SENTENCE_TRANSFORMERS_LAYOUT = "sentence-transformers"  # modules.json names the modules
+TRANSFORMERS_CLIP_LAYOUT = "transformers-clip"  # config.json of a transformers CLIPModel, processor, tokenizer
+LAYOUT_MARKERS = {SENTENCE_TRANSFORMERS_LAYOUT: "modules.json", TRANSFORMERS_CLIP_LAYOUT: "config.json"}
+# What the builder indexes and the app offers first when no --models is given.
+DEFAULT_MODELS = (CLIP_KEY, MULTILINGUAL_KEY)
+# Hub files a transformers CLIP folder loads from: weights in safetensors only (the repo also holds
+# pytorch_model.bin, the same weights again).
+_CLIP_FILES = ["*.json", "*.txt", "*.safetensors"]
 # Longer text adds nothing (CLIP reads 77 tokens) and only costs tokenizer time.
 MAX_TEXT_CHARS = 1000
 PROBE_TEXT = "a photo of a red summer dress"
@@ -44,6 +56,7 @@ class ModelSpec:
     encodes_images: bool
     image_tower: str
     hint: str
+    layout: str = SENTENCE_TRANSFORMERS_LAYOUT
 
 
 def _hub_model(key: str, encodes_images: bool, hint: str) -> ModelSpec:
@@ -55,6 +68,14 @@ REGISTRY: dict[str, ModelSpec] = {
     CLIP_KEY: _hub_model(CLIP_KEY, True, "OpenAI CLIP: images and English text."),
     MULTILINGUAL_KEY: _hub_model(
         MULTILINGUAL_KEY, False, "Understands text in 50+ languages (German, French, Spanish, ...)."
+    ),
+    FASHION_KEY: ModelSpec(
+        key=FASHION_KEY,
+        hub_id="patrickjohncyh/fashion-clip",
+        encodes_images=True,
+        image_tower=FASHION_KEY,
+        hint="FashionCLIP: CLIP fine-tuned on 700k fashion products; images and English text.",
+        layout=TRANSFORMERS_CLIP_LAYOUT,
     ),
 }
 
@@ -88,8 +109,9 @@ def local_models() -> dict[str, ModelSpec]:
         if folder.name in REGISTRY or folder.name.startswith(".") or not (folder / DESCRIPTOR_FILE).is_file():
             continue
         try:
-            if not (folder / "modules.json").is_file():
-                raise DescriptorError("the folder has a descriptor but no modules.json")
+            layout = folder_layout(folder)
+            if layout is None:
+                raise DescriptorError("the folder has a descriptor but no modules.json (nor a transformers CLIP config.json)")
             descriptor = read_descriptor(folder)
         except DescriptorError as err:
             warnings.warn(f"Skipping model folder {folder}: {err}", stacklevel=2)
@@ -101,6 +123,7 @@ def local_models() -> dict[str, ModelSpec]:
             encodes_images=descriptor.encodes_images,
             image_tower=tower,
             hint=descriptor.hint or f"Local model based on {descriptor.base}.",
+            layout=layout,
         )
     towers = {**REGISTRY, **found}
     usable = {}
@@ -117,6 +140,15 @@ def local_models() -> dict[str, ModelSpec]:
     return usable
 
 
+def folder_layout(folder: Path) -> str | None:
+    """Which layout a model folder has (modules.json wins: a sentence-transformers folder may also
+    hold a config.json), or None when it is neither."""
+    for layout, marker in LAYOUT_MARKERS.items():
+        if (folder / marker).is_file():
+            return layout
+    return None
+
+
 def _remedy() -> str:
     return (
         "To run offline: on a connected machine run `python -m core.models download --to DIR`, "
@@ -131,8 +163,10 @@ def _model_source(spec: ModelSpec) -> tuple[str, bool]:
     if local_root is None:
         return spec.hub_id, configured.hub_offline
     folder = local_root / spec.key
-    if not (folder / "modules.json").is_file():
-        state = "is not a sentence-transformers folder (no modules.json)" if folder.is_dir() else "does not exist"
+    marker = LAYOUT_MARKERS[spec.layout]
+    if not (folder / marker).is_file():
+        kind = "sentence-transformers" if spec.layout == SENTENCE_TRANSFORMERS_LAYOUT else "transformers CLIP"
+        state = f"is not a {kind} folder (no {marker})" if folder.is_dir() else "does not exist"
         raise ModelLoadError(
             f"Model '{spec.key}': {folder} {state}. {settings.MODELS_DIR_ENV} must hold one sub-folder per model key. "
             + _remedy()
@@ -147,12 +181,24 @@ def _load_sentence_transformer(spec: ModelSpec, device: str):
     hf_logging.disable_progress_bar()
     source, offline = _model_source(spec)
     try:
+        if spec.layout == TRANSFORMERS_CLIP_LAYOUT:
+            return _clip_sentence_transformer(source, device, offline)
         return SentenceTransformer(source, device=device, local_files_only=offline)
     except Exception as err:
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ModelLoadError(
             f"Model '{spec.key}' could not be loaded from {source}: {reason[:300]}. " + _remedy()
         ) from err
+
+
+def _clip_sentence_transformer(source: str, device: str, offline: bool):
+    """A plain transformers CLIP checkpoint (a hub id or a folder) as a one-module SentenceTransformer:
+    the CLIP module that `clip-ViT-B-32`'s modules.json names, over the whole folder, so texts and
+    images encode exactly as they do for that model."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import CLIPModel
+
+    return SentenceTransformer(modules=[CLIPModel.load(source, local_files_only=offline)], device=device)
 
 
 def load_private_copy(key: str, device: str = "auto"):
@@ -164,7 +210,12 @@ def load_private_copy(key: str, device: str = "auto"):
 def save_in_layout_of(base_key: str, model, out: Path) -> None:
     """Save `model` with the folder layout and module type names of `base_key`'s modules.json,
     so the copy loads through exactly the code path of the model it was fine-tuned from."""
-    source, offline = _model_source(get_spec(base_key))
+    spec = get_spec(base_key)
+    if spec.layout == TRANSFORMERS_CLIP_LAYOUT:
+        out.mkdir(parents=True, exist_ok=True)
+        model[0].save(str(out))  # the CLIP module writes the transformers folder: config, weights, processor
+        return
+    source, offline = _model_source(spec)
     layout = _source_file(source, offline, "modules.json")
     if layout is None:
         raise ModelLoadError(f"Model '{base_key}' has no modules.json at {source}; it cannot be copied.")
@@ -281,7 +332,7 @@ def clear_cache() -> None:
 
 
 def download(target: Path, keys: Sequence[str] = tuple(REGISTRY)) -> list[Path]:
-    """Fetch models in their hub layout into target/<key>/ for offline use."""
+    """Fetch models in their hub layout into target/<key>/ for offline use (every hub key by default)."""
     from huggingface_hub import snapshot_download
 
     folders = []
@@ -291,7 +342,8 @@ def download(target: Path, keys: Sequence[str] = tuple(REGISTRY)) -> list[Path]:
             raise ModelLoadError(f"Model '{key}' is a local model ({spec.hub_id}); only hub models can be downloaded.")
         folder = target / key
         try:
-            snapshot_download(spec.hub_id, local_dir=folder)
+            only = {"allow_patterns": _CLIP_FILES} if spec.layout == TRANSFORMERS_CLIP_LAYOUT else {}
+            snapshot_download(spec.hub_id, local_dir=folder, **only)
         except Exception as err:
             raise ModelLoadError(
                 f"Model '{key}' could not be downloaded from the hub ({spec.hub_id}): "
@@ -304,7 +356,7 @@ def download(target: Path, keys: Sequence[str] = tuple(REGISTRY)) -> list[Path]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m core.models", description="Vitrine model tools.")
     commands = parser.add_subparsers(dest="command", required=True)
-    fetch = commands.add_parser("download", help="download both models for offline use")
+    fetch = commands.add_parser("download", help="download the hub models for offline use")
     fetch.add_argument("--to", type=Path, default=settings.current().models_dir or Path("models"), help="target folder")
     fetch.add_argument("--models", default=",".join(REGISTRY), help="comma-separated model keys")
     args = parser.parse_args(argv)

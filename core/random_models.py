@@ -1,4 +1,4 @@
-"""Randomly initialised models saved in the exact hub layouts of the two model keys.
+"""Randomly initialised models saved in the exact hub layouts of the three model keys.
 
 This workplace reaches no model hub, so tests, benchmarks and the fine-tuning demo
 build their own models here: tiny ones for tests (seconds to make), full-size ones
@@ -30,6 +30,7 @@ from transformers import (
 
 CLIP_KEY = "clip-ViT-B-32"
 MULTILINGUAL_KEY = "clip-ViT-B-32-multilingual-v1"
+FASHION_KEY = "fashion-clip"
 
 # Characters the tiny tokenizers know; anything else maps to the unknown token.
 _ALPHABET = string.ascii_letters + string.digits + string.punctuation + "äöüßéèêàçñáíóúÄÖÜÉ"
@@ -81,13 +82,10 @@ def _bert_tokenizer(folder: Path) -> DistilBertTokenizer:
     return DistilBertTokenizer(str(folder / "vocab.txt"), model_max_length=512)
 
 
-def make_clip(folder: Path, size: str = "tiny", seed: int = 0) -> Path:
-    """Save a random CLIP in the layout of sentence-transformers/clip-ViT-B-32."""
+def _random_clip(size: str, seed: int, tokenizer: CLIPTokenizer) -> tuple[CLIPModel, CLIPImageProcessor]:
+    """A randomly initialised transformers CLIP of the given size, and its image processor."""
     s = SIZES[size]
     torch.manual_seed(seed)
-    hf_dir = folder / "_hf"
-    _rmtree(folder)
-    tokenizer = _clip_tokenizer(hf_dir)
     vocab = 49408 if size == "full" else len(tokenizer)
     config = CLIPConfig(
         text_config=dict(
@@ -111,13 +109,35 @@ def make_clip(folder: Path, size: str = "tiny", seed: int = 0) -> Path:
         ),
         projection_dim=s.projection_dim,
     )
-    CLIPModel(config).save_pretrained(hf_dir)
     image_processor = CLIPImageProcessor(
         size={"shortest_edge": s.image_size}, crop_size={"height": s.image_size, "width": s.image_size}
     )
+    return CLIPModel(config), image_processor
+
+
+def make_clip(folder: Path, size: str = "tiny", seed: int = 0) -> Path:
+    """Save a random CLIP in the layout of sentence-transformers/clip-ViT-B-32."""
+    hf_dir = folder / "_hf"
+    _rmtree(folder)
+    tokenizer = _clip_tokenizer(hf_dir)
+    model, image_processor = _random_clip(size, seed, tokenizer)
+    model.save_pretrained(hf_dir)
     CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(hf_dir)
     hf_dir.rename(folder / "0_CLIPModel")
     _write_modules(folder, [("0_CLIPModel", "CLIPModel")])
+    return folder
+
+
+def make_fashion_clip(folder: Path, size: str = "tiny", seed: int = 2) -> Path:
+    """Save a random CLIP in the layout of patrickjohncyh/fashion-clip: a plain transformers
+    checkpoint (config.json naming CLIPModel, model.safetensors, preprocessor_config.json, the
+    tokenizer's vocab.json, merges.txt and tokenizer files), no sentence-transformers modules.json."""
+    _rmtree(folder)
+    tokenizer = _clip_tokenizer(folder)
+    model, image_processor = _random_clip(size, seed, tokenizer)
+    model.save_pretrained(folder)
+    image_processor.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
     return folder
 
 
@@ -150,9 +170,10 @@ def make_multilingual(folder: Path, clip_dim: int, size: str = "tiny", seed: int
 
 
 def make_models(root: Path, size: str = "tiny") -> Path:
-    """Both model keys under `root`, ready for VITRINE_MODELS_DIR."""
+    """The three model keys under `root`, ready for VITRINE_MODELS_DIR."""
     make_clip(root / CLIP_KEY, size)
     make_multilingual(root / MULTILINGUAL_KEY, SIZES[size].projection_dim, size)
+    make_fashion_clip(root / FASHION_KEY, size)
     return root
 
 

@@ -4,7 +4,10 @@ Text queries search the image index and, when the catalog has captions, the capt
 index of the chosen text encoder. Text-image and text-text cosines live on different
 scales, so the two lists are fused by weighted reciprocal rank, never by raw cosine.
 A blend query puts `w` on the caption list too, which makes w=0 exactly an image
-search and w=1 exactly a text search.
+search and w=1 exactly a text search. A model whose image tower is not the index's default
+(FashionCLIP beside CLIP) searches that tower's own image index: the engine hands the query
+to an engine over the reader's view of that tower, so photos, blends, products and steering
+all use that tower's vectors.
 
     python -m core.search --index index_data/fashion --text "red summer dress" -k 8
 """
@@ -29,7 +32,7 @@ from core.fusion import RankedList, best_per_product, cut, fuse
 from core.images import ImageError, ImageSource, decode_image, read_image_bytes
 from core.index import Hit, IndexMismatchError, IndexReader, Manifest, VectorIndex
 from core.lru import LRU
-from core.models import CLIP_KEY, Encoder, ModelLoadError, get_encoder
+from core.models import CLIP_KEY, Encoder, ModelLoadError, get_encoder, get_spec
 from core.weights import check_fits
 
 # Query photos are decoded no larger than needed for CLIP's 224 px input (see decode_image).
@@ -87,6 +90,7 @@ class SearchEngine:
         self.reader = reader if isinstance(reader, IndexReader) else IndexReader(reader)
         self.device = device
         self._checked_encoders: dict[str, Encoder] = {}
+        self._tower_engines: dict[str, SearchEngine] = {}
         self._lock = threading.Lock()
         self._text_vectors: LRU[np.ndarray] = LRU(TEXT_CACHE_SIZE)
         self._image_vectors: LRU[np.ndarray] = LRU(IMAGE_CACHE_SIZE)
@@ -117,6 +121,18 @@ class SearchEngine:
                 self._checked_encoders[key] = encoder
             return self._checked_encoders[key]
 
+    def for_model(self, key: str) -> SearchEngine:
+        """The engine that searches with `key`: this one, or one over the image index of the model's
+        own image tower (loaded once, sharing the items and caption indexes). A tower without an image
+        index here stays with this engine, whose model check then says so."""
+        tower = get_spec(key).image_tower
+        if tower == self.reader.image_model or tower not in self.reader.image_towers:
+            return self
+        with self._lock:
+            if tower not in self._tower_engines:
+                self._tower_engines[tower] = SearchEngine(self.reader.for_tower(tower), self.device)
+            return self._tower_engines[tower]
+
     def search(
         self,
         *,
@@ -135,6 +151,11 @@ class SearchEngine:
         `like` names a catalog product whose stored photo vector is the query image ("more like
         this", or an example product): nothing is decoded or encoded, and the product is left out.
         """
+        query_arguments = dict(locals())  # taken first, so it holds exactly the arguments
+        del query_arguments["self"]
+        engine = self.for_model(model)
+        if engine is not self:  # another image tower: the same query over that tower's image index
+            return engine.search(**query_arguments)
         started = time.perf_counter()
         text = _clean_text(text)
         if image is not None and like is not None:

@@ -26,27 +26,30 @@ def model_facts(encoder: Encoder) -> dict:
 def check_fits(encoder: Encoder, manifest: Manifest, folder: Path) -> None:
     """Refuse a model whose image tower, vector size or weights differ from the index's.
 
-    The weights of every model whose vectors the index holds, the query model's and its image
-    tower's, must match their recorded probes; a text model with no vectors here (a fine-tune
-    of the text side only) is checked through its image tower alone."""
+    The model's image tower must have an image index here (an index may hold several, one per
+    tower). The weights of every model whose vectors the index holds, the query model's and its
+    image tower's, must match their recorded probes; a text model with no vectors here (a
+    fine-tune of the text side only) is checked through its image tower alone."""
     key = encoder.spec.key
-    image_entry = manifest.image_entry
-    image_model = image_entry.encoder if image_entry else None
-    if encoder.spec.image_tower != image_model:
+    tower = encoder.spec.image_tower
+    image_entry = manifest.image_entry_for(tower)
+    if image_entry is None:
+        built = " and ".join(f"'{name}'" for name in manifest.image_towers)
         raise IndexMismatchError(
-            f"Model '{key}' reads images with '{encoder.spec.image_tower}', but this index was built with "
-            f"'{image_model}'. Pick another model or rebuild the index."
+            f"Model '{key}' reads images with '{tower}', but this index was built with "
+            f"{built or 'no image tower'}. Pick another model or "
+            f"rebuild the index with it: `python -m core.build_index --models ...,{key} --out {folder}`."
         )
-    if image_entry is not None and encoder.dim != image_entry.dim:
+    if encoder.dim != image_entry.dim:
         raise IndexMismatchError(
             f"Model '{key}' makes {encoder.dim}-d vectors, the index in {folder} holds "
             f"{image_entry.dim}-d vectors: it was built by another model. Rebuild it with "
             f"`python -m core.build_index --models {key} ...`."
         )
     towers = [encoder] if encoder.image_encoder is encoder else [encoder, encoder.image_encoder]
-    for tower in towers:
-        if tower.spec.key == image_model or manifest.find(tower.spec.key, "caption") is not None:
-            _check_probe(tower, manifest, folder)
+    for model in towers:
+        if model.spec.key == tower or manifest.find(model.spec.key, "caption") is not None:
+            _check_probe(model, manifest, folder)
 
 
 def _check_probe(encoder: Encoder, manifest: Manifest, folder: Path) -> None:

@@ -1,4 +1,4 @@
-"""Compare models: one description, every model side by side."""
+"""Compare models: one description or photo, every model side by side."""
 
 import streamlit as st
 

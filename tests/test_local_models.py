@@ -11,7 +11,7 @@ from PIL import Image
 from core import settings
 from core import models
 from core.descriptor import Descriptor, DescriptorError, read_descriptor, write_descriptor
-from core.models import CLIP_KEY, MULTILINGUAL_KEY, ModelLoadError
+from core.models import CLIP_KEY, FASHION_KEY, MULTILINGUAL_KEY, ModelLoadError
 
 from .models_env import add_local_model, clip_descriptor, copy_hub_models, models_dir_set
 
@@ -29,7 +29,9 @@ def test_local_models_are_listed_resolved_and_loaded(models_root):
         {"base": MULTILINGUAL_KEY, "image_tower": CLIP_KEY, "encodes_images": False},
     )
     (models_root / "notes").mkdir()  # a folder without a descriptor is not a model
-    assert [spec.key for spec in models.available_models()] == [CLIP_KEY, MULTILINGUAL_KEY, "shop-clip", "shop-german"]
+    assert [spec.key for spec in models.available_models()] == [
+        CLIP_KEY, MULTILINGUAL_KEY, FASHION_KEY, "shop-clip", "shop-german"
+    ]
     clip_like = models.get_spec("shop-clip")
     assert clip_like.image_tower == "shop-clip" and clip_like.encodes_images and clip_like.hint == "Trained on my shop."
     german = models.get_spec("shop-german")
@@ -67,7 +69,7 @@ def test_a_broken_descriptor_is_skipped_with_a_warning(models_root, descriptor, 
     with pytest.warns(UserWarning, match="Skipping model folder .*broken") as caught:
         keys = [spec.key for spec in models.available_models()]
     assert reason in str(caught[0].message)
-    assert keys == [CLIP_KEY, MULTILINGUAL_KEY, "good"]
+    assert keys == [*models.REGISTRY, "good"]
     with pytest.warns(UserWarning), pytest.raises(ModelLoadError, match="Unknown model 'broken'.*good"):
         models.get_spec("broken")
 
@@ -76,18 +78,18 @@ def test_a_descriptor_without_model_files_is_skipped(models_root):
     (models_root / "empty").mkdir()
     write_descriptor(models_root / "empty", Descriptor(base=CLIP_KEY, image_tower="self", encodes_images=True))
     with pytest.warns(UserWarning, match="no modules.json"):
-        assert [spec.key for spec in models.available_models()] == [CLIP_KEY, MULTILINGUAL_KEY]
+        assert [spec.key for spec in models.available_models()] == list(models.REGISTRY)
 
 
 def test_hub_keys_cannot_be_redefined_by_a_descriptor(models_root):
     (models_root / MULTILINGUAL_KEY / "vitrine.json").write_text('{"base": "x", "image_tower": "self", "encodes_images": true}')
     assert models.get_spec(MULTILINGUAL_KEY) is models.REGISTRY[MULTILINGUAL_KEY]
-    assert len(models.available_models()) == 2
+    assert len(models.available_models()) == len(models.REGISTRY)
 
 
 def test_without_a_models_dir_only_hub_models_are_listed(monkeypatch):
     monkeypatch.delenv(settings.MODELS_DIR_ENV, raising=False)
-    assert [spec.key for spec in models.available_models()] == [CLIP_KEY, MULTILINGUAL_KEY]
+    assert [spec.key for spec in models.available_models()] == list(models.REGISTRY)
 
 
 def test_download_refuses_a_local_model(models_root, capsys):

@@ -106,7 +106,7 @@ def test_download_command_saves_hub_layout(monkeypatch, tmp_path, tiny_models, c
     """Only the hub call is replaced (this machine cannot reach it); the rest is the real command."""
     import huggingface_hub
 
-    def fake_snapshot_download(repo_id, local_dir):
+    def fake_snapshot_download(repo_id, local_dir, **kwargs):
         shutil.copytree(tiny_models / repo_id.split("/")[1], local_dir)
         return str(local_dir)
 

@@ -28,16 +28,16 @@ from tests.test_cli import ROOT
 
 
 def image_only(key: str = CLIP_KEY, precision: str = "fp32") -> EncodePlan:
-    return EncodePlan(key, (), "cpu", precision, 8)
+    return EncodePlan((key,), (), "cpu", precision, 8)
 
 
 def test_pipeline_vectors_equal_the_encoders_own(tiny_models, fashion_catalog):
     """Reader prep (uint8 resize/crop) + tower call + on-device normalisation == Encoder.encode_images."""
     items = fashion_catalog.items[:24]
     stage = image_only().load()
-    batch = read_batch(items, BatchTask(0, tuple(range(len(items)))), stage.prep)
-    assert batch.pixels.dtype.is_floating_point is False and all(r.error is None for r in batch.rows)
-    vectors = stage.tower.embed(batch.pixels, contextlib.nullcontext())
+    batch = read_batch(items, BatchTask(0, tuple(range(len(items)))), stage.preps)
+    assert batch.pixels[0].dtype.is_floating_point is False and all(r.error is None for r in batch.rows)
+    vectors = stage.towers[0].embed(batch.pixels[0], contextlib.nullcontext())
     expected = get_encoder(CLIP_KEY, "cpu").encode_images([load_image(item.image_path) for item in items])
     assert vectors.dtype == np.float32 and vectors.shape == expected.shape
     assert np.abs(vectors - expected).max() <= 1e-5
@@ -45,7 +45,7 @@ def test_pipeline_vectors_equal_the_encoders_own(tiny_models, fashion_catalog):
 
 def test_low_precision_on_cpu_stays_close(tiny_models, fashion_catalog):
     items = fashion_catalog.items[:8]
-    batch = read_batch(items, BatchTask(0, tuple(range(8))), image_only().load().prep)
+    batch = read_batch(items, BatchTask(0, tuple(range(8))), image_only().load().preps)
     exact = image_only().load().encode(batch)[f"image__{CLIP_KEY}"]
     bf16 = image_only(precision="bf16").load().encode(batch)[f"image__{CLIP_KEY}"]
     assert bf16.dtype == np.float32 and np.allclose(np.linalg.norm(bf16, axis=1), 1.0, atol=1e-5)
@@ -63,8 +63,8 @@ def test_reader_turns_every_bad_row_into_a_reason(tiny_models, fashion_catalog, 
         CatalogItem("text", None, {}, None, b"just some text"),
         CatalogItem("nothing", None, {}, None, None),
     ]
-    batch = read_batch(rows, BatchTask(3, tuple(range(len(rows)))), image_only().load().prep)
-    assert batch.shard == 3 and len(batch.pixels) == 1 and batch.captions == [good.caption]
+    batch = read_batch(rows, BatchTask(3, tuple(range(len(rows)))), image_only().load().preps)
+    assert batch.shard == 3 and len(batch.pixels[0]) == 1 and batch.captions == [good.caption]
     reasons = [r.error for r in batch.rows]
     assert reasons[0] is None and len(batch.rows[0].sha1) == 40 and batch.rows[0].thumbnail[8:12] == b"WEBP"
     assert "not found" in reasons[1] and "damaged or incomplete" in reasons[2]
@@ -72,8 +72,8 @@ def test_reader_turns_every_bad_row_into_a_reason(tiny_models, fashion_catalog, 
 
 
 def test_a_batch_without_a_readable_row_still_encodes(tiny_models):
-    stage = EncodePlan(CLIP_KEY, (CLIP_KEY,), "cpu", "fp32", 8).load()
-    batch = read_batch([CatalogItem("x", "red", {}, None, b"nope")], BatchTask(0, (0,)), stage.prep)
+    stage = EncodePlan((CLIP_KEY,), (CLIP_KEY,), "cpu", "fp32", 8).load()
+    batch = read_batch([CatalogItem("x", "red", {}, None, b"nope")], BatchTask(0, (0,)), stage.preps)
     vectors = stage.encode(batch)
     assert {stem: v.shape for stem, v in vectors.items()} == {f"image__{CLIP_KEY}": (0, 24), f"caption__{CLIP_KEY}": (0, 24)}
 

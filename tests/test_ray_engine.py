@@ -217,7 +217,7 @@ def test_shard_rows_arriving_out_of_order_are_written_in_row_order(tmp_path):
 
 def test_the_reader_runs_as_tasks_beside_the_encoder_actors(ray_cluster, fashion_catalog, tmp_path, capsys):
     """Ray Data fuses compatible neighbours: fused into the actor, decoding would wait for the model."""
-    job = BuildJob(fashion_catalog.items[:8], plan_shards(range(8), 4), 4, EncodePlan(CLIP_KEY, (), "cpu", "fp32", 4),
+    job = BuildJob(fashion_catalog.items[:8], plan_shards(range(8), 4), 4, EncodePlan((CLIP_KEY,), (), "cpu", "fp32", 4),
                    ShardWriter(tmp_path))
     RayExecutor().dataset(job).explain()
     optimized = capsys.readouterr().out.split("Physical Plan (Optimized)")[1]

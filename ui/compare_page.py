@@ -1,7 +1,9 @@
-"""Compare models: one description through every model, side by side, with the overlap of their top K.
+"""Compare models: one description or photo through every model, side by side, with the overlap of their top K.
 
-Both models read photos with the same CLIP image tower, so only words can tell them apart:
-this page is where a German or Spanish query shows why the multilingual model exists.
+CLIP and the multilingual model read photos with the same image tower, so words tell them
+apart (a German or Spanish query shows why the multilingual model exists); FashionCLIP and a
+fine-tuned CLIP have towers of their own, so a photo compares them too. Each column is that
+model's own search, over its own tower's image index.
 """
 
 from __future__ import annotations
@@ -24,13 +26,17 @@ def render() -> None:
     k = sidebar.k_slider()
     specs = sidebar.searchable_models(engine)
     st.caption(
-        "The same words through each model. Photos are read by the same image tower in every model, "
-        "so the difference is all in how the words are understood."
+        "The same words or photo through each model. Models with their own image tower (FashionCLIP) "
+        "also see the catalog's photos their own way."
     )
     st.session_state[COMPARE_TEXT] = st.session_state.get(COMPARE_TEXT, st.session_state[state.TEXT])
-    text = state.clean_text(query_inputs.text_box(key=COMPARE_TEXT)).strip()
-    if not text:
-        st.info("Type a description, or pick an example, to see what each model finds.", icon=":material/compare:")
+    words, photo_column = st.columns([3, 2], gap="large")
+    with words:
+        text = state.clean_text(query_inputs.text_box(key=COMPARE_TEXT)).strip()
+    with photo_column:
+        photo = query_inputs.image_input(engine)
+    if not text and photo is None:
+        st.info("Type a description or give a photo, to see what each model finds.", icon=":material/compare:")
         return
     if not specs:
         st.info("No model here reads this catalog's photos.", icon=":material/info:")
@@ -40,7 +46,13 @@ def render() -> None:
     found: dict[str, SearchResult] = {}
     for spec in specs:
         try:
-            found[spec.key] = resources.ready_engine(folder, spec.key).search(text=text, model=spec.key, k=k)
+            found[spec.key] = resources.ready_engine(folder, spec.key).search(
+                text=text or None,
+                image=photo.data if photo else None,
+                like=photo.product if photo else None,
+                model=spec.key,
+                k=k,
+            )
         except ModelLoadError as err:
             messages.model_unavailable(err)
             return

@@ -32,8 +32,10 @@ def catalog_picker(folders: list[Path]) -> Path:
 
 
 def searchable_models(engine: SearchEngine) -> list[ModelSpec]:
-    """Models that read photos with this index's image tower (both built-in ones, usually)."""
-    return [spec for spec in available_models() if spec.image_tower == engine.reader.image_model]
+    """Models that read photos with one of this index's image towers (CLIP's, and FashionCLIP's
+    when the catalog was built with it): each searches its own tower's image index."""
+    towers = engine.reader.image_towers
+    return [spec for spec in available_models() if spec.image_tower in towers]
 
 
 def model_picker(engine: SearchEngine) -> str:

@@ -95,16 +95,19 @@ def photo_sha1(item: CatalogItem) -> str | None:
 def plan_update(
     items: Sequence[CatalogItem],
     previous: PreviousIndex,
-    image_model: str,
+    image_models: Sequence[str],
     caption_models: Sequence[str],
     model_facts: Mapping[str, Mapping[str, object]],
     show_progress: bool = True,
 ) -> UpdatePlan:
-    """Match every catalog row with the previous index by photo hash; see the module docstring."""
-    reusable_images = previous.manifest.find(image_model, "image") is not None and previous.same_weights(
-        image_model, model_facts[image_model]
-    )
-    notes = _model_notes(previous, image_model, reusable_images, caption_models, model_facts)
+    """Match every catalog row with the previous index by photo hash; see the module docstring.
+    A photo's vectors are taken over only when every image tower of the build has them there."""
+    new_towers = [
+        key for key in image_models
+        if previous.manifest.find(key, "image") is None or not previous.same_weights(key, model_facts[key])
+    ]
+    reusable_images = not new_towers
+    notes = _model_notes(previous, new_towers, caption_models, model_facts)
     row_of_sha1: dict[str, int] = {}
     for row, sha1 in enumerate(previous.items["sha1"].astype(str).tolist()):
         row_of_sha1.setdefault(sha1, row)
@@ -126,18 +129,16 @@ def plan_update(
 
 def _model_notes(
     previous: PreviousIndex,
-    image_model: str,
-    reusable_images: bool,
+    new_towers: Sequence[str],
     caption_models: Sequence[str],
     model_facts: Mapping[str, Mapping[str, object]],
 ) -> list[str]:
     """What the user should know about vectors that cannot be taken over, model by model."""
-    notes = []
-    if not reusable_images:
-        notes.append(
-            f"The image model '{image_model}' differs from the one the index in {previous.folder} was built with "
-            "(another model or other weights): every photo is encoded afresh."
-        )
+    notes = [
+        f"The index in {previous.folder} has no image vectors of '{key}' (a new image tower, or other weights): "
+        "every photo is encoded afresh."
+        for key in new_towers
+    ]
     for key in caption_models:
         if previous.manifest.find(key, "caption") is None:
             notes.append(f"'{key}' has no caption index here yet: every caption is encoded with it.")
@@ -176,7 +177,7 @@ def write_reused(
     plan: UpdatePlan,
     previous: PreviousIndex,
     items: Sequence[CatalogItem],
-    image_model: str,
+    image_models: Sequence[str],
     caption_encoders: Mapping[str, Encoder],
     shards: Sequence[ShardTask],
     writer: ShardWriter,
@@ -184,7 +185,7 @@ def write_reused(
 ) -> None:
     """Write each reuse shard: the previous index's image vectors and thumbnails, and caption vectors
     taken over where the text and the model's weights are the same, encoded where not."""
-    image_vectors = previous.vectors("image", image_model)
+    image_vectors = {key: previous.vectors("image", key) for key in image_models}
     row_of = dict(plan.reuse)
     row_of_caption: dict[str, int] = {}
     for row, caption in enumerate(previous.items["caption"].fillna("").astype(str).tolist()):
@@ -195,7 +196,9 @@ def write_reused(
         records = [
             RowRecord(p, plan.sha1s[p], (previous.folder / thumbnails[r]).read_bytes()) for p, r in zip(shard.positions, rows)
         ]
-        vectors = {vector_stem("image", image_model): np.asarray(image_vectors[rows], dtype=np.float32)}
+        vectors = {
+            vector_stem("image", key): np.asarray(stored[rows], dtype=np.float32) for key, stored in image_vectors.items()
+        }
         captions = [items[p].caption or "" for p in shard.positions]
         for key, encoder in caption_encoders.items():
             stored = previous.vectors("caption", key) if key in plan.caption_reuse else None

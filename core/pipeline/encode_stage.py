@@ -2,8 +2,9 @@
 
 Images go straight into the image tower that the sentence-transformers model wraps (the
 reader already resized and cropped them with the model's own processor), so a batch is
-one tensor and one forward pass: in fp32 the vectors equal `Encoder.encode_images` to
-1e-5. On CUDA the pixels arrive in pinned memory and are copied without blocking, and
+one tensor and one forward pass per tower: in fp32 the vectors equal
+`Encoder.encode_images` to 1e-5. A build may have several towers (CLIP and FashionCLIP,
+say): each gets its own pixels and its own image index. On CUDA the pixels arrive in pinned memory and are copied without blocking, and
 fp16/bf16 autocast runs the model; vectors are normalised and returned in float32.
 """
 
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from core.devices import local_device
 from core.index import vector_stem
 from core.models import Encoder, ModelLoadError, get_encoder
 from core.pipeline import BuildError
@@ -86,7 +88,7 @@ class EncodePlan:
     """Which models the encode stage runs, where and how: small and picklable, so a remote worker
     loads its own models from it."""
 
-    image_model: str
+    image_models: tuple[str, ...]  # one image index per tower; the first is the index's default
     caption_models: tuple[str, ...]
     device: str
     precision: str
@@ -94,8 +96,8 @@ class EncodePlan:
 
     @property
     def outputs(self) -> list[tuple[str, str]]:
-        """(modality, model key) of each vector file: the image tower's, then one per caption model."""
-        return [("image", self.image_model)] + [("caption", key) for key in self.caption_models]
+        """(modality, model key) of each vector file: one per image tower, then one per caption model."""
+        return [("image", key) for key in self.image_models] + [("caption", key) for key in self.caption_models]
 
     @property
     def stems(self) -> list[str]:
@@ -104,28 +106,37 @@ class EncodePlan:
     def load(self) -> EncodeStage:
         return EncodeStage(self)
 
+    def preps(self) -> tuple[ImagePrep, ...]:
+        """Each tower's image processor, for readers that run apart from the stage (Ray tasks)."""
+        return tuple(ImageTower(get_encoder(key, local_device(self.device))).prep for key in self.image_models)
+
 
 class EncodeStage:
     """Turns a reader batch into {vector stem: vectors}, one row per readable image."""
 
     def __init__(self, plan: EncodePlan) -> None:
         self.plan = plan
-        self.tower = ImageTower(get_encoder(plan.image_model, plan.device))
+        self.towers = [ImageTower(get_encoder(key, plan.device)) for key in plan.image_models]
+        self.device = self.towers[0].device
         self.text_encoders = {key: get_encoder(key, plan.device) for key in plan.caption_models}
         self._dtype = _AUTOCAST_DTYPES.get(plan.precision)
 
     @property
-    def prep(self) -> ImagePrep:
-        return self.tower.prep
+    def preps(self) -> tuple[ImagePrep, ...]:
+        return tuple(tower.prep for tower in self.towers)
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self._dtype is None:
             return contextlib.nullcontext()
-        return torch.autocast(self.tower.device.type, dtype=self._dtype)
+        return torch.autocast(self.device.type, dtype=self._dtype)
 
     def encode(self, batch: DecodedBatch) -> dict[str, np.ndarray]:
-        image_stem, *caption_stems = self.plan.stems
-        vectors = {image_stem: self.tower.embed(batch.pixels, self._autocast())}
+        stems = self.plan.stems
+        image_stems, caption_stems = stems[: len(self.towers)], stems[len(self.towers) :]
+        vectors = {
+            stem: tower.embed(pixels, self._autocast())
+            for stem, tower, pixels in zip(image_stems, self.towers, batch.pixels, strict=True)
+        }
         for stem, encoder in zip(caption_stems, self.text_encoders.values()):
             with self._autocast():
                 vectors[stem] = caption_vectors(encoder, batch.captions, self.plan.batch_size)

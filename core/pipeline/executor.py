@@ -77,15 +77,15 @@ class Executor(Protocol):
 class CatalogRows(Dataset):
     """A map-style dataset whose index is a whole BatchTask: each worker reads one batch at a time."""
 
-    def __init__(self, items: Sequence[CatalogItem], prep: ImagePrep) -> None:
+    def __init__(self, items: Sequence[CatalogItem], preps: Sequence[ImagePrep]) -> None:
         self.items = items
-        self.prep = prep
+        self.preps = tuple(preps)
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, task: BatchTask) -> DecodedBatch:
-        return read_batch(self.items, task, self.prep)
+        return read_batch(self.items, task, self.preps)
 
 
 def default_workers(device: torch.device) -> int:
@@ -111,13 +111,13 @@ class LocalExecutor:
         if not job.shards:
             return
         stage = job.plan.load()
-        workers = default_workers(stage.tower.device) if self.workers is None else self.workers
+        workers = default_workers(stage.device) if self.workers is None else self.workers
         loader = DataLoader(
-            CatalogRows(job.items, stage.prep),
+            CatalogRows(job.items, stage.preps),
             sampler=[task for shard in job.shards for task in shard.batches(job.batch_size)],
             batch_size=None,
             num_workers=workers,
-            pin_memory=stage.tower.device.type == "cuda",
+            pin_memory=stage.device.type == "cuda",
             prefetch_factor=max(2, math.ceil(self.ready_batches / workers)) if workers else None,
         )
         sizes = {shard.number: len(shard) for shard in job.shards}

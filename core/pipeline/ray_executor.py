@@ -1,7 +1,7 @@
 """Ray Data engine: the builder's stages on a Ray cluster, for catalogs one machine indexes too slowly.
 
     catalog rows, one Arrow block per batch
-      -> reader tasks on CPUs: read_batch (read, decode, preprocess, thumbnail, SHA-1)
+      -> reader tasks on CPUs: read_batch (read, decode once, preprocess per image tower, thumbnail, SHA-1)
       -> an encode actor pool (map_batches): one EncodeStage per actor, a GPU each if any
       -> this process: rows gathered per shard, written by ShardWriter
 
@@ -30,14 +30,13 @@ import torch
 
 import core
 from core.catalog import CatalogItem
-from core.models import get_encoder
 from core.settings import model_location_env
 from core.pipeline import BuildError
-from core.devices import local_device, require_device
-from core.pipeline.encode_stage import EncodePlan, ImageTower
+from core.devices import require_device
+from core.pipeline.encode_stage import EncodePlan
 from core.pipeline.executor import BuildJob
 from core.pipeline.progress import BuildProgress
-from core.pipeline.reader import BatchTask, DecodedBatch, ImagePrep, RowRecord, read_batch
+from core.pipeline.reader import BatchTask, DecodedBatch, ImagePrep, RowRecord, read_batch, stack_pixels
 from core.pipeline.writer import ShardWriter
 
 # Settings the encode actors load models with: a remote node does not inherit the driver's environment.
@@ -63,17 +62,26 @@ def source_block(items: Sequence[CatalogItem], task: BatchTask) -> pa.Table:
     }, schema=_SOURCE)
 
 
-def read_rows(batch: dict[str, np.ndarray], prep: ImagePrep) -> dict[str, np.ndarray]:
-    """Reader task: one block of catalog rows -> one row per photo (pixels, or the reason it has none)."""
+def pixel_column(tower: int) -> str:
+    """The column of one image tower's pixels (a build may feed several towers from one read)."""
+    return f"pixels_{tower}"
+
+
+def read_rows(batch: dict[str, np.ndarray], preps: Sequence[ImagePrep]) -> dict[str, np.ndarray]:
+    """Reader task: one block of catalog rows -> one row per photo (pixels per tower, or the reason it has none)."""
     items = {
         int(position): CatalogItem(item_id, caption, {}, Path(path) if path else None, data, uri)
         for position, item_id, caption, path, data, uri in zip(
             batch["position"], batch["id"], batch["caption"], batch["path"], batch["data"], batch["uri"]
         )
     }
-    decoded = read_batch(items, BatchTask(int(batch["shard"][0]), tuple(items)), prep)
-    pixels, captions = iter(decoded.pixels.numpy()), iter(decoded.captions)
+    decoded = read_batch(items, BatchTask(int(batch["shard"][0]), tuple(items)), preps)
+    captions = iter(decoded.captions)
     readable = [row.error is None for row in decoded.rows]
+    pixels = {}
+    for tower, tensor in enumerate(decoded.pixels):
+        arrays = iter(tensor.numpy())
+        pixels[pixel_column(tower)] = [next(arrays) if ok else _NO_PIXELS for ok in readable]
     return {
         "position": np.array([row.position for row in decoded.rows], dtype=np.int64),
         "shard": batch["shard"],
@@ -81,7 +89,7 @@ def read_rows(batch: dict[str, np.ndarray], prep: ImagePrep) -> dict[str, np.nda
         "thumbnail": _objects(row.thumbnail for row in decoded.rows),
         "error": _objects(row.error or "" for row in decoded.rows),  # '' = readable: an all-None column loses its type
         "caption": _objects(next(captions) if ok else "" for ok in readable),
-        "pixels": [next(pixels) if ok else _NO_PIXELS for ok in readable],
+        **pixels,
         "read_seconds": np.full(len(readable), decoded.seconds / len(readable)),
     }
 
@@ -96,9 +104,9 @@ class EncodeRows:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         readable = [i for i, error in enumerate(batch["error"]) if not error]
-        pixels = (
-            torch.from_numpy(np.stack([batch["pixels"][i] for i in readable]))
-            if readable else torch.empty((0, 3, 0, 0), dtype=torch.uint8)
+        pixels = tuple(
+            stack_pixels([batch[pixel_column(tower)][i] for i in readable])
+            for tower in range(len(self.stage.towers))
         )
         started = time.perf_counter()
         vectors = self.stage.encode(DecodedBatch(-1, [], pixels, [batch["caption"][i] for i in readable], 0.0))
@@ -193,13 +201,13 @@ class RayExecutor:
     def dataset(self, job: BuildJob) -> ray.data.Dataset:
         """The build as a Ray Data pipeline, not yet run: reader tasks, then the encode actor pool."""
         plan = job.plan
-        prep = ImageTower(get_encoder(plan.image_model, local_device(plan.device))).prep
+        preps = plan.preps()
         blocks = [source_block(job.items, task) for shard in job.shards for task in shard.batches(job.batch_size)]
         env = model_location_env()
         gpu = plan.device == "cuda"
         return (
             ray.data.from_arrow(blocks)
-            .map_batches(read_rows, fn_kwargs={"prep": prep}, batch_size=None, num_cpus=1)
+            .map_batches(read_rows, fn_kwargs={"preps": preps}, batch_size=None, num_cpus=1)
             .map_batches(
                 EncodeRows,
                 fn_constructor_args=(plan,),

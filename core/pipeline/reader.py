@@ -1,5 +1,8 @@
 """Reader stage: catalog rows -> decoded, preprocessed pixels, thumbnails and row records.
 
+Each photo is read and decoded once; each image tower of the build then gets its own resize
+and crop of it (cheap beside the decode), so one pass over the catalog feeds every tower.
+
 It runs where the executor puts it (DataLoader worker processes locally, each with one
 torch thread, so decoding overlaps the model instead of competing for its cores). A row
 that cannot be read ends as an error on its record: one bad file never stops a build.
@@ -62,21 +65,24 @@ class DecodedBatch:
 
     shard: int
     rows: list[RowRecord]
-    pixels: torch.Tensor  # (readable rows, 3, H, W), uint8 from the processors we know
+    pixels: tuple[torch.Tensor, ...]  # per image tower: (readable rows, 3, H, W), uint8 from the processors we know
     captions: list[str]  # '' where a row has no caption
     seconds: float  # reader time spent on this batch (read, decode, preprocess, thumbnail)
 
     def pin_memory(self) -> DecodedBatch:
         """Called by the DataLoader's pinning thread: page-locked pixels copy to the GPU asynchronously."""
-        return replace(self, pixels=self.pixels.pin_memory())
+        return replace(self, pixels=tuple(tensor.pin_memory() for tensor in self.pixels))
 
 
-def read_row(position: int, item: CatalogItem, prep: ImagePrep) -> tuple[RowRecord, np.ndarray | None]:
-    """A row's record and preprocessed pixels, or a record that says why it cannot be indexed."""
+def read_row(
+    position: int, item: CatalogItem, preps: Sequence[ImagePrep]
+) -> tuple[RowRecord, list[np.ndarray] | None]:
+    """A row's record and its pixels as each tower's processor prepares them (decoded once), or a
+    record that says why it cannot be indexed."""
     try:
         data = read_image_bytes(item.image_path if item.image_path is not None else item.read_bytes())
         image = decode_image(data)
-        pixels = prep(image)
+        pixels = [prep(image) for prep in preps]
         thumbnail = make_thumbnail(image)
     except (ImageError, RemoteError) as err:
         return RowRecord(position, error=str(err)), None
@@ -86,17 +92,22 @@ def read_row(position: int, item: CatalogItem, prep: ImagePrep) -> tuple[RowReco
 
 
 def read_batch(
-    items: Sequence[CatalogItem] | Mapping[int, CatalogItem], task: BatchTask, prep: ImagePrep
+    items: Sequence[CatalogItem] | Mapping[int, CatalogItem], task: BatchTask, preps: Sequence[ImagePrep]
 ) -> DecodedBatch:
     """Read every row of a batch task (items by position: the whole catalog, or just these rows);
-    the pixels of the readable ones are stacked for the encode stage."""
+    the pixels of the readable ones are stacked for the encode stage, one tensor per tower."""
     started = time.perf_counter()
     rows, pixels, captions = [], [], []
     for position in task.positions:
-        record, array = read_row(position, items[position], prep)
+        record, arrays = read_row(position, items[position], preps)
         rows.append(record)
-        if array is not None:
-            pixels.append(array)
+        if arrays is not None:
+            pixels.append(arrays)
             captions.append(items[position].caption or "")
-    stacked = torch.from_numpy(np.stack(pixels)) if pixels else torch.empty((0, 3, 0, 0), dtype=torch.uint8)
+    stacked = tuple(stack_pixels([arrays[tower] for arrays in pixels]) for tower in range(len(preps)))
     return DecodedBatch(task.shard, rows, stacked, captions, time.perf_counter() - started)
+
+
+def stack_pixels(arrays: Sequence[np.ndarray]) -> torch.Tensor:
+    """One tower's pixels of a batch as one uint8 tensor (an empty one when no row was readable)."""
+    return torch.from_numpy(np.stack(arrays)) if len(arrays) else torch.empty((0, 3, 0, 0), dtype=torch.uint8)

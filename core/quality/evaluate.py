@@ -2,11 +2,13 @@
 
 Queries are the captions of held-out products (core/quality/holdout.py: the products fine-tuning
 leaves out), sampled with a fixed seed; each must find its own product among all products
-of the index. Search is exact over the index's stored image vectors, so the numbers
-measure the model, not HNSW. With a label column, image -> image precision@10 counts how
-many of a photo's 10 nearest other products share its label. Chance levels print beside.
+of the index. Search is exact over the index's stored image vectors of the model's own
+image tower, so the numbers measure the model, not HNSW. With a label column, image -> image
+precision@10 counts how many of a photo's 10 nearest other products share its label. Chance
+levels print beside. Several models are measured on the same queries and shown side by side.
 
     python -m core.evaluate --index index_data/fashion --model clip-ViT-B-32 --label-column subCategory
+    python -m core.evaluate --index index_data/fashion3 --models clip-ViT-B-32,fashion-clip
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -132,13 +135,13 @@ def evaluate_index(
     rng = np.random.default_rng(seed)
     chosen = np.sort(rng.choice(candidates, size=min(queries, len(candidates)), replace=False))
     query_vectors = encoder.encode_texts(captions.iloc[caption_row.loc[chosen].to_numpy()].tolist())
-    gallery = np.asarray(reader.image_vectors, dtype=np.float32)
+    gallery = np.asarray(reader.for_tower(encoder.spec.image_tower).image_vectors, dtype=np.float32)
     ranks = target_ranks(query_vectors, gallery, products, chosen)
     count = len(product_ids)
     report = EvaluationReport(
         index=str(folder),
         model=model,
-        image_tower=reader.image_model,
+        image_tower=encoder.spec.image_tower,
         products=count,
         queries=len(chosen),
         val_fraction=val_fraction,
@@ -159,6 +162,20 @@ def evaluate_index(
     return report
 
 
+def compare_table(reports: Sequence[EvaluationReport]) -> str:
+    """The headline figures of several models on the same queries, one column per model."""
+    width = max(12, *(len(report.model) + 2 for report in reports))
+    rows = [("", [report.model for report in reports])]
+    rows += [(f"Recall@{k}", [f"{report.recall[k]:.3f}" for report in reports]) for k in RECALL_KS]
+    rows.append(("MRR", [f"{report.mrr:.3f}" for report in reports]))
+    if all(report.precision_at_10 is not None for report in reports):
+        rows.append((f"P@{PRECISION_K} {reports[0].label_column}", [f"{report.precision_at_10:.3f}" for report in reports]))
+    first = reports[0]
+    lines = [f"Side by side: the same {first.queries} held-out caption queries against {first.products} products."]
+    lines += [f"{name:<16}" + "".join(f"{value:>{width}}" for value in values) for name, values in rows]
+    return "\n".join(lines)
+
+
 def _holdout_notes(model: str, val_fraction: float) -> list[str]:
     """Warn when a fine-tuned model trained on some of the queried products."""
     if model in REGISTRY:
@@ -175,7 +192,9 @@ def _holdout_notes(model: str, val_fraction: float) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m core.evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--index", type=Path, required=True, help="index folder (index_data/<name>)")
-    parser.add_argument("--model", default=CLIP_KEY, help="model key (a hub key or a fine-tuned local model)")
+    parser.add_argument("--model", action="append", default=[],
+                        help="model key (a hub key or a fine-tuned local model); repeat it to compare models")
+    parser.add_argument("--models", default="", help="comma-separated model keys, measured on the same queries")
     parser.add_argument("--label-column", help="metadata column for image -> image precision@10, e.g. subCategory")
     parser.add_argument("--queries", type=int, default=1000, help="at most this many held-out caption queries")
     parser.add_argument("--val-fraction", type=float, default=DEFAULT_VAL_FRACTION,
@@ -184,18 +203,28 @@ def main(argv: list[str] | None = None) -> int:
     cli.add_device_flag(parser)
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)
+    keys = [*args.model, *(key.strip() for key in args.models.split(",") if key.strip())]
+    keys = list(dict.fromkeys(keys)) or [CLIP_KEY]
 
     def evaluate() -> int:
-        report = evaluate_index(
-            args.index,
-            args.model,
-            label_column=args.label_column,
-            queries=args.queries,
-            val_fraction=args.val_fraction,
-            seed=args.seed,
-            device=args.device,
-        )
-        print(report.to_json() if args.json else report.describe())
+        reports = [
+            evaluate_index(
+                args.index,
+                key,
+                label_column=args.label_column,
+                queries=args.queries,
+                val_fraction=args.val_fraction,
+                seed=args.seed,
+                device=args.device,
+            )
+            for key in keys
+        ]
+        if args.json:
+            several = json.dumps([asdict(report) for report in reports], indent=2, ensure_ascii=False)
+            print(reports[0].to_json() if len(reports) == 1 else several)
+        else:
+            tables = [report.describe() for report in reports] + ([compare_table(reports)] if len(reports) > 1 else [])
+            print("\n\n".join(tables))
         return 0
 
     return cli.run(evaluate, EvaluationError, IndexMismatchError, ModelLoadError)
