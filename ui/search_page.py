@@ -80,7 +80,7 @@ def _search(
         return engine.search(
             text=current.text or None,
             image=image.data if image else None,
-            like=image.product if image else None,
+            product=image.product if image else None,
             model=current.model,
             blend=current.blend,
             k=current.k,

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from core.catalog import CatalogError, CatalogItem, SkippedRow
+from core.facets import compute_facets
 from core.index import THUMBNAILS_DIR, HnswParams, IndexEntry, Manifest, VectorIndex, write_items, write_manifest
 from core.pipeline.encoder import EncoderConfig
 from core.pipeline.progress import BuildProgress
@@ -65,7 +66,9 @@ def assemble_index(
         source = manifest.catalog.get("source", "the catalog")
         raise CatalogError(f"No image of {source} could be read; nothing to index. {_first_reasons(skipped)}".strip())
 
-    table = _items_table([items[p] for p in positions], sha1s)
+    indexed_items = [items[p] for p in positions]
+    table = _items_table(indexed_items, sha1s)
+    facets = compute_facets([item.id for item in indexed_items], [item.metadata for item in indexed_items])
     for done, ((modality, encoder), stem) in enumerate(zip(config.outputs, config.stems), 1):
         vectors = np.concatenate(parts[stem])
         with progress.timed("index", len(vectors)):
@@ -74,7 +77,10 @@ def assemble_index(
         progress.index_step(done, len(config.stems))
     write_items(staging, table)
     _write_report(staging / REPORT_FILE, skipped)
-    manifest.catalog.update(items=len(table), products=int(table["id"].nunique()), skipped=len(skipped))
+    manifest.catalog.update(
+        items=len(table), products=int(table["id"].nunique()), skipped=len(skipped),
+        facets={name: facet.to_dict() for name, facet in facets.items()},
+    )
     write_manifest(staging, manifest)
     return len(table), skipped
 
