@@ -88,3 +88,14 @@ def filter_mask(columns: Mapping[str, np.ndarray], filters: Mapping[str, frozens
 def describe_filters(filters: Filters) -> str:
     """`baseColour=Black or Navy Blue, gender=Men`: how a message names a filter."""
     return ", ".join(f"{key}={' or '.join(values) if not isinstance(values, str) else values}" for key, values in filters.items())
+
+
+def parse_filter_args(pairs: Sequence[str]) -> dict[str, list[str]]:
+    """`KEY=VALUE` strings (a CLI's repeated --filter) as filters; a pair without `=` is a FilterError."""
+    filters: dict[str, list[str]] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise FilterError(f"--filter takes KEY=VALUE (e.g. baseColour=Black), not '{pair}'")
+        filters.setdefault(key.strip(), []).append(value.strip())
+    return filters

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from core.facets import FilterError, Filters
+from core.facets import FilterError, Filters, parse_filter_args
 from core.fusion import RankedList, best_per_product, cut, fuse
 from core.images import ImageError, ImageSource, decode_image, read_image_bytes
 from core.index import Hit, IndexMismatchError, IndexReader, Manifest, VectorIndex
@@ -328,7 +328,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default=CLIP_KEY, help="model key")
     parser.add_argument("--threshold", type=float, help="drop hits whose image cosine is below this")
     parser.add_argument("--no-captions", action="store_true", help="search product images only")
-    parser.add_argument("--json", action="store_true", help="print a JSON list of hits")
+    parser.add_argument("--json", action="store_true", help="print a JSON list of hits (with their metadata)")
+    steering = parser.add_argument_group("steering (each repeatable but --product)")
+    steering.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
+                          help="only products with this metadata value; one key's values OR, keys AND")
+    steering.add_argument("--not", dest="not_text", action="append", default=[], metavar="WORDS",
+                          help="push the query away from these words")
+    steering.add_argument("--like", action="append", default=[], metavar="ID", help="pull toward this product")
+    steering.add_argument("--unlike", action="append", default=[], metavar="ID", help="push away from this product")
+    steering.add_argument("--product", metavar="ID", help="search with this catalog product's photo (more like this)")
     args = parser.parse_args(argv)
     try:
         engine = SearchEngine(args.index)
@@ -340,8 +348,13 @@ def main(argv: list[str] | None = None) -> int:
             k=args.k,
             threshold=args.threshold,
             use_captions=not args.no_captions,
+            product=args.product,
+            filters=parse_filter_args(args.filter),
+            not_text=args.not_text,
+            like=args.like,
+            unlike=args.unlike,
         )
-    except (QueryError, ImageError, ModelLoadError, IndexMismatchError) as err:
+    except (QueryError, FilterError, ImageError, ModelLoadError, IndexMismatchError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if args.json:
@@ -350,7 +363,8 @@ def main(argv: list[str] | None = None) -> int:
     for rank, hit in enumerate(result.hits, 1):
         print(_format_hit(rank, hit))
     if not result.hits:
-        print("no confident match" if result.below_threshold else "no results")
+        print("no product matches the filters" if result.matching == 0 else
+              "no confident match" if result.below_threshold else "no results")
     timings = ", ".join(f"{name} {ms:.1f} ms" for name, ms in result.timings_ms.items())
     print(f"({result.mode} search, {timings})", file=sys.stderr)
     return 0

@@ -11,6 +11,9 @@ import pytest
 
 from core.facets import Facet, FilterError, compute_facets, normalise_filters
 from core.index import HnswParams, IndexReader, VectorIndex, read_manifest, write_items, write_manifest
+from core import search
+from core.quality.evaluate import evaluate_index
+from core.quality.evaluate import main as evaluate_main
 from core.search import QueryError, SearchEngine
 from core.steering import NOT_WEIGHT, SteeringError, steer
 
@@ -213,3 +216,43 @@ def test_facets_of_an_index_built_before_facets_come_from_its_items(engine, tmp_
     write_manifest(old, manifest)
     reader = IndexReader(old)
     assert reader.manifest.facets == {} and reader.facets == engine.manifest.facets
+
+
+def test_cli_filters_and_steers_and_keeps_metadata_in_json(fashion_index, capsys):
+    args = ["--index", str(fashion_index), "--text", "shoes", "-k", "5", "--json",
+            "--filter", "gender=Men", "--filter", "baseColour=Black", "--filter", "baseColour=Navy Blue",
+            "--not", "leather", "--unlike", "10001"]
+    assert search.main(args) == 0
+    hits = json.loads(capsys.readouterr().out)
+    assert hits and all(h["metadata"]["gender"] == "Men" and h["metadata"]["baseColour"] in {"Black", "Navy Blue"} for h in hits)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--filter", "colour=Red"], "Available keys: gender, masterCategory"),
+        (["--filter", "gender"], "KEY=VALUE"),
+        (["--like", "no-such-id"], "No product with id"),
+    ],
+)
+def test_cli_bad_steering_exits_2_with_one_line(fashion_index, capsys, args, message):
+    assert search.main(["--index", str(fashion_index), "--text", "shoes", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and err.strip().count("\n") == 0
+
+
+def test_cli_says_when_no_product_matches(fashion_index, capsys):
+    assert search.main(["--index", str(fashion_index), "--text", "shoes", "--filter", "gender=Nobody"]) == 0
+    assert "no product matches the filters" in capsys.readouterr().out
+
+
+def test_evaluate_within_a_filter_queries_and_ranks_only_the_passing_products(fashion_index, capsys):
+    report = evaluate_index(fashion_index, queries=10_000, val_fraction=1.0, filters={"gender": ["Men"]})
+    table = metadata(SearchEngine(fashion_index))
+    men = int((table["gender"] == "Men").sum())
+    assert report.products == men and report.queries <= men and report.filters == {"gender": ["Men"]}
+    assert report.chance_recall[1] == pytest.approx(1 / men)
+    assert evaluate_main(["--index", str(fashion_index), "--filter", "gender=Men", "--queries", "5"]) == 0
+    assert "with gender=Men" in capsys.readouterr().out
+    assert evaluate_main(["--index", str(fashion_index), "--filter", "colour=Red"]) == 2
+    assert "Available keys" in capsys.readouterr().err
