@@ -5,9 +5,9 @@
 
 Vectors are synthetic clustered unit vectors shaped like CLIP's (bench/vectors.py); a
 filter passes a random share of the rows (as a facet value unrelated to the picture would).
-Each selectivity is searched up to three ways: `auto` (what VectorIndex.search picks,
-which is what the engine runs: exact scan, over-fetched walk or hnswlib's filter), an
-exact scan over the passing rows, and HNSW with hnswlib's filter (from 1 % up). Latency is one query at a time on one thread, median, including the mask -> rows step; each
+Each selectivity is searched up to four ways: `auto` (what VectorIndex.search picks, which
+is what the engine runs), an exact scan over the passing rows, an over-fetched unfiltered
+walk cut to them (`over`), and HNSW with hnswlib's filter (`hnsw`, from 1 % up). Latency is one query at a time on one thread, median, including the mask -> rows step; each
 filtered query is followed by the same query unfiltered, and `ratio` compares their medians.
 """
 
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.vectors import clustered_unit_vectors
-from core.index import FILTER_HNSW_SHARE, OVERFETCH, WALK_COST, HnswParams, IndexEntry, VectorIndex
+from core.index import OVERFETCH, WALK_COST, HnswParams, IndexEntry, VectorIndex
 
 K = 10
 SELECTIVITIES = (0.0001, 0.001, 0.01, 0.1, 0.3, 0.6, 1.0)
@@ -76,8 +76,7 @@ def main() -> None:
     queries = clustered_unit_vectors(args.queries, args.dim, seed=1)
     rng = np.random.default_rng(7)
     unfiltered = lambda q: index.search(q, K)  # noqa: E731
-    print(f"{args.size} vectors, dim {args.dim}, K={K}, {args.queries} queries; hnswlib filter from "
-          f"{FILTER_HNSW_SHARE:.0%} passing, over-fetch {OVERFETCH}x, walk cost {WALK_COST}")
+    print(f"{args.size} vectors, dim {args.dim}, K={K}, {args.queries} queries; over-fetch {OVERFETCH}x, walk cost {WALK_COST}")
     print(f"{'passing':>8} {'rows':>6} {'method':>7} {'recall@10':>9} {'median ms':>9} {'unfiltered':>10} {'ratio':>6}")
     for share in SELECTIVITIES:
         allowed = np.zeros(args.size, dtype=bool)
@@ -90,6 +89,9 @@ def main() -> None:
         methods = {"auto": lambda q: index.search(q, K, allowed)[0][0]}
         if share < 1.0:
             methods["exact"] = lambda q: index.exact_search(q, K, np.flatnonzero(allowed))[0][0]
+        if HNSW_FROM <= share < 1.0:
+            fetch = int(np.ceil(OVERFETCH * K / share))
+            methods["over"] = lambda q: index._overfetched(q, K, allowed, fetch)[0][0]
         if HNSW_FROM <= share < 1.0:
             methods["hnsw"] = lambda q: index.hnsw_search(q, min(K, len(rows)), allowed)[0][0]
         for name, search in methods.items():

@@ -27,11 +27,9 @@ THUMBNAILS_DIR = "thumbnails"
 # Below this many vectors a brute-force scan is both exact and faster than HNSW.
 EXACT_SEARCH_BELOW = 2048
 # Filtered search (VectorIndex.search; bench/filtered_search.py measured these at 50k vectors):
-# from this share of rows passing, hnswlib's own filter costs about an unfiltered query;
-FILTER_HNSW_SHARE = 0.5
-# below it, an unfiltered walk fetches OVERFETCH * k / share rows to keep about OVERFETCH * k
-# allowed ones, and visits about WALK_COST vectors per fetched row: an exact scan over the
-# allowed rows wins while they are fewer than that.
+# an unfiltered walk fetches OVERFETCH * k / share rows to keep about OVERFETCH * k allowed
+# ones, and costs about WALK_COST vectors per fetched row: an exact scan over the allowed
+# rows wins while they are fewer than that.
 OVERFETCH = 4
 WALK_COST = 8
 MASK_CACHE_SIZE = 64  # filter masks kept per reader: a visitor's reruns reuse theirs
@@ -256,16 +254,13 @@ class VectorIndex:
         """Top-k (labels, cosine scores) per query row, best first, among the `allowed` rows (a mask) if given.
 
         The method follows the selectivity (bench/filtered_search.py measures each): an exact scan
-        over the allowed rows when few pass (it touches only them); an over-fetched HNSW walk, cut
-        to the allowed rows, when it touches fewer vectors than that scan; hnswlib's own filter when
-        most rows pass (below that its walk wanders the whole graph looking for allowed rows)."""
+        over the allowed rows when few pass (it touches only them); otherwise an over-fetched HNSW
+        walk cut to the allowed rows, and where that walk finds too few of them (a filter that
+        avoids the query's neighbourhood), HNSW with hnswlib's own filter."""
         if allowed is not None:
             rows = np.flatnonzero(allowed)
             if len(rows) < self.count:
-                share = len(rows) / self.count
-                if share >= FILTER_HNSW_SHARE and self.count >= EXACT_SEARCH_BELOW:
-                    return self.hnsw_search(queries, min(k, len(rows)), allowed)
-                fetch = int(np.ceil(OVERFETCH * k / max(share, 1e-12)))
+                fetch = int(np.ceil(OVERFETCH * k * self.count / max(len(rows), 1)))
                 if self.count < EXACT_SEARCH_BELOW or len(rows) <= WALK_COST * fetch or fetch >= self.count:
                     return self.exact_search(queries, k, rows)
                 return self._overfetched(queries, k, allowed, fetch)
@@ -295,7 +290,10 @@ class VectorIndex:
     def _overfetched(
         self, queries: np.ndarray, k: int, allowed: np.ndarray, fetch: int
     ) -> tuple[np.ndarray, np.ndarray]:
-        """An unfiltered walk with a `fetch`-wide beam, cut to the allowed rows; an exact scan if too few pass."""
+        """An unfiltered walk with a `fetch`-wide beam, cut to the allowed rows; hnswlib's filter if too few pass.
+
+        hnswlib calls a Python filter for every candidate it keeps, which costs more than the
+        wider beam at every selectivity measured; it is the fallback, not the first choice."""
         queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
         k = min(k, int(np.count_nonzero(allowed)))
         with self._beam_lock:
@@ -309,7 +307,7 @@ class VectorIndex:
         for row_labels, row_distances in zip(labels, distances):
             passing = allowed[row_labels]
             if np.count_nonzero(passing) < k:
-                return self.exact_search(queries, k, np.flatnonzero(allowed))
+                return self.hnsw_search(queries, k, allowed)
             kept_labels.append(row_labels[passing][:k])
             kept_scores.append(1.0 - row_distances[passing][:k])
         return np.asarray(kept_labels, np.int64), np.asarray(kept_scores, np.float32)
