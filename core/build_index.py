@@ -17,10 +17,12 @@ import argparse
 import datetime as dt
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core.autotag import DEFAULT_VOCABULARY, VocabularyError, read_vocabulary, tag_photos
 from core.catalog import Catalog, CatalogError, SkippedRow, load_catalog
 from core.atomic import replace_folder
 from core.index import HnswParams, Manifest
@@ -87,6 +89,8 @@ def build_index(
     precision: str = "auto",
     shard_size: int | None = None,
     executor: Executor | None = None,
+    auto_tags: bool = True,
+    tag_vocabulary: Mapping[str, Sequence[str]] | None = None,
 ) -> BuildSummary:
     """Embed a catalog with the given models and write a complete index folder at `out`.
 
@@ -94,6 +98,8 @@ def build_index(
     ("images" while photos are encoded, then "index" per vector file). `workers` reader
     processes (default: one on a CPU, all cores but one with a GPU); `precision` auto is
     fp16 on CUDA, fp32 elsewhere; `executor` runs the stages (default: this machine).
+    A catalog without any metadata gets automatic facets (core/autotag.py) unless `auto_tags`
+    is False; `tag_vocabulary` replaces the default colour and category labels.
     """
     started = time.perf_counter()
     out = Path(out)
@@ -136,10 +142,15 @@ def build_index(
             created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             models=model_facts,
         )
+        tagger = None
+        if auto_tags and not any(item.metadata for item in items):
+            text_tower = get_encoder(image_model, local_device(device))
+            tagger = partial(tag_photos, encode_texts=text_tower.encode_texts,
+                             vocabulary=tag_vocabulary or DEFAULT_VOCABULARY)
         try:
             indexed, skipped = assemble_index(
                 work.staging, items, work.shards, [shard.number for shard in plan], config,
-                params=params, manifest=manifest, skipped=catalog.skipped, progress=tracker,
+                params=params, manifest=manifest, skipped=catalog.skipped, progress=tracker, tagger=tagger,
             )
         except CatalogError:
             work.remove()  # nothing readable: the same arguments would fail the same way
@@ -211,6 +222,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ray.add_argument("--ray-address", help="cluster to run on, e.g. auto or ray://head:10001 (default: a Ray started here)")
     ray.add_argument("--ray-concurrency", type=_positive, metavar="N",
                      help="encoder actors (default: one per GPU of the cluster, or one per node without GPUs)")
+    tags = parser.add_argument_group("automatic facets (a catalog without metadata)")
+    tags.add_argument("--tag-vocabulary", type=Path, metavar="FILE",
+                      help='JSON {"colour": [...], "category": [...]} replacing the default labels')
+    tags.add_argument("--no-auto-tags", action="store_true", help="do not tag photos without metadata")
     hnsw = parser.add_argument_group("HNSW graph")
     hnsw.add_argument("--m", type=_positive, default=HnswParams.m, help="graph degree")
     hnsw.add_argument("--ef-construction", type=_positive, default=HnswParams.ef_construction)
@@ -270,8 +285,10 @@ def main(argv: list[str] | None = None) -> int:
             precision=args.precision,
             shard_size=args.shard_size,
             executor=executor,
+            auto_tags=not args.no_auto_tags,
+            tag_vocabulary=read_vocabulary(args.tag_vocabulary) if args.tag_vocabulary else None,
         )
-    except (CatalogError, ModelLoadError, BuildError, DeviceError) as err:
+    except (CatalogError, ModelLoadError, BuildError, DeviceError, VocabularyError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

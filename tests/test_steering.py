@@ -9,6 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from core.autotag import MIN_CONFIDENCE, VocabularyError, read_vocabulary, zero_shot
+from core.build_index import build_index
+from core.catalog import from_folder
+from core.models import CLIP_KEY
 from core.facets import Facet, FilterError, compute_facets, normalise_filters
 from core.index import HnswParams, IndexReader, VectorIndex, read_manifest, write_items, write_manifest
 from core import search
@@ -269,3 +273,36 @@ def test_evaluate_within_a_filter_queries_and_ranks_only_the_passing_products(fa
     assert "with gender=Men" in capsys.readouterr().out
     assert evaluate_main(["--index", str(fashion_index), "--filter", "colour=Red"]) == 2
     assert "Available keys" in capsys.readouterr().err
+
+
+def test_a_catalog_without_metadata_gets_automatic_facets_with_confidences(tiny_models, fashion_dir, tmp_path):
+    out = tmp_path / "photos-only"
+    build_index(from_folder(fashion_dir / "images", name="photos"), out, models=[CLIP_KEY], limit=40, progress=False)
+    engine = SearchEngine(out)
+    facets = engine.manifest.facets
+    assert set(facets) <= {"colour", "category"} and facets and all(f.automatic for f in facets.values())
+    items = engine.reader.items
+    confidences = [json.loads(c) if c else {} for c in items["tag_confidence"]]
+    for record, confidence in zip(map(json.loads, items["metadata"]), confidences):
+        assert set(record) == set(confidence) and all(MIN_CONFIDENCE <= v <= 1.0 for v in confidence.values())
+    name, facet = next(iter(facets.items()))
+    value = next(iter(facet.values))
+    hits = engine.search(text="a shirt", filters={name: [value]}, k=40).hits
+    assert len(hits) == facet.values[value] and all(hit.metadata[name] == value for hit in hits)
+    plain = tmp_path / "no-tags"
+    build_index(from_folder(fashion_dir / "images", name="photos"), plain, models=[CLIP_KEY], limit=8,
+                progress=False, auto_tags=False)
+    assert read_manifest(plain).facets == {}
+
+
+def test_zero_shot_tags_take_the_closest_label_and_abstain_when_unsure(tmp_path):
+    labels = np.eye(3, dtype=np.float32)
+    photos = np.array([[1.0, 0, 0], unit(np.array([1.0, 1.0, 1.0]))], dtype=np.float32)
+    best, confidence = zero_shot(photos, labels)
+    assert best.tolist() == [0, -1] and confidence[0] > 0.99 and confidence[1] == pytest.approx(1 / 3)
+    path = tmp_path / "vocabulary.json"
+    path.write_text(json.dumps({"pattern": ["striped", "dotted", "striped"]}))
+    assert read_vocabulary(path) == {"pattern": ["striped", "dotted"]}
+    path.write_text(json.dumps({"pattern": ["striped"]}))
+    with pytest.raises(VocabularyError, match="at least two labels"):
+        read_vocabulary(path)

@@ -10,14 +10,15 @@ from __future__ import annotations
 import csv
 import json
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from core.catalog import CatalogError, CatalogItem, SkippedRow
-from core.facets import compute_facets
+from core.autotag import Tags
+from core.facets import Facet, compute_facets
 from core.index import THUMBNAILS_DIR, HnswParams, IndexEntry, Manifest, VectorIndex, write_items, write_manifest
 from core.pipeline.encoder import EncoderConfig
 from core.pipeline.progress import BuildProgress
@@ -43,10 +44,12 @@ def assemble_index(
     manifest: Manifest,
     skipped: Sequence[SkippedRow],
     progress: BuildProgress,
+    tagger: Callable[[np.ndarray], list[Tags]] | None = None,
 ) -> tuple[int, list[SkippedRow]]:
     """Write the index folder into `staging` from the shards, in row order; returns (indexed, skipped).
 
-    `manifest` comes without entries and counts; they are filled in here and it is written last."""
+    `manifest` comes without entries and counts; they are filled in here and it is written last.
+    `tagger` (for a catalog without metadata) tags the photos from their vectors: automatic facets."""
     shutil.rmtree(staging, ignore_errors=True)  # a half-assembled folder from a killed run: start it over
     (staging / THUMBNAILS_DIR).mkdir(parents=True)
     skipped = list(skipped)
@@ -67,10 +70,18 @@ def assemble_index(
         raise CatalogError(f"No image of {source} could be read; nothing to index. {_first_reasons(skipped)}".strip())
 
     indexed_items = [items[p] for p in positions]
-    table = _items_table(indexed_items, sha1s)
-    facets = compute_facets([item.id for item in indexed_items], [item.metadata for item in indexed_items])
+    vectors_of = {stem: np.concatenate(parts[stem]) for stem in config.stems}
+    metadata = [dict(item.metadata) for item in indexed_items]
+    tags = [] if tagger is None else tagger(vectors_of[_image_stem(config)])
+    for tag in tags:
+        for record, label in zip(metadata, tag.labels):
+            if label is not None:
+                record[tag.facet] = label
+    table = _items_table(indexed_items, sha1s, metadata, tags)
+    facets = compute_facets([item.id for item in indexed_items], metadata)
+    facets |= {tag.facet: Facet(tag.facet, facets[tag.facet].values, automatic=True) for tag in tags if tag.facet in facets}
     for done, ((modality, encoder), stem) in enumerate(zip(config.outputs, config.stems), 1):
-        vectors = np.concatenate(parts[stem])
+        vectors = vectors_of[stem]
         with progress.timed("index", len(vectors)):
             VectorIndex.build(vectors, params).save(staging, stem)
         manifest.entries.append(IndexEntry(encoder=encoder, modality=modality, dim=int(vectors.shape[1]), count=len(vectors)))
@@ -85,8 +96,20 @@ def assemble_index(
     return len(table), skipped
 
 
-def _items_table(items: Sequence[CatalogItem], sha1s: Sequence[str]) -> pd.DataFrame:
-    """The metadata table core/search.py reads: one row per indexed photo, in vector order."""
+def _image_stem(config: EncoderConfig) -> str:
+    return next(stem for (modality, _), stem in zip(config.outputs, config.stems) if modality == "image")
+
+
+def _items_table(
+    items: Sequence[CatalogItem], sha1s: Sequence[str], metadata: Sequence[dict], tags: Sequence[Tags]
+) -> pd.DataFrame:
+    """The metadata table core/search.py reads: one row per indexed photo, in vector order.
+
+    `tag_confidence` holds each automatic tag's confidence (JSON, empty without automatic facets)."""
+    confidence = [
+        json.dumps({tag.facet: round(float(tag.confidence[row]), 3) for tag in tags if tag.labels[row] is not None})
+        if tags else "" for row in range(len(items))
+    ]
     return pd.DataFrame(
         {
             "id": [item.id for item in items],
@@ -94,7 +117,8 @@ def _items_table(items: Sequence[CatalogItem], sha1s: Sequence[str]) -> pd.DataF
             "image_path": [item.location for item in items],
             "thumbnail": [thumbnail_path(sha1) for sha1 in sha1s],
             "sha1": list(sha1s),
-            "metadata": [json.dumps(item.metadata, ensure_ascii=False) for item in items],
+            "metadata": [json.dumps(record, ensure_ascii=False) for record in metadata],
+            "tag_confidence": confidence,
         }
     )
 
