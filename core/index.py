@@ -200,7 +200,6 @@ class VectorIndex:
     def __init__(self, vectors: np.ndarray, graph: hnswlib.Index) -> None:
         self.vectors = vectors
         self.graph = graph
-        self._beam_lock = threading.Lock()  # an over-fetch widens the graph's beam for one query at a time
         self.dim = int(vectors.shape[1])
         self.count = int(vectors.shape[0])
 
@@ -296,13 +295,7 @@ class VectorIndex:
         wider beam at every selectivity measured; it is the fallback, not the first choice."""
         queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
         k = min(k, int(np.count_nonzero(allowed)))
-        with self._beam_lock:
-            beam = int(self.graph.ef)
-            self.graph.set_ef(max(fetch, beam))
-            try:
-                labels, distances = self.graph.knn_query(queries, k=fetch, num_threads=1)
-            finally:
-                self.graph.set_ef(beam)
+        labels, distances = self.graph.knn_query(queries, k=fetch, num_threads=1)  # hnswlib's beam is max(ef, k)
         kept_labels, kept_scores = [], []
         for row_labels, row_distances in zip(labels, distances):
             passing = allowed[row_labels]
