@@ -360,6 +360,7 @@ class IndexReader:
         self._thumbnail_names = items["thumbnail"].tolist()
         self._metadata_json = items["metadata"].tolist()
         self._filter_columns: dict[str, np.ndarray] | None = None
+        self._facets: dict[str, Facet] | None = None
         self._masks: dict[tuple, np.ndarray] = {}
         self._row_by_sha1: dict[str, int] = {}
         for row, sha1 in enumerate(self.sha1s.tolist()):
@@ -410,8 +411,10 @@ class IndexReader:
 
     @property
     def facets(self) -> dict[str, Facet]:
-        """The catalog's facets: the manifest's, or computed from the items table for an index that predates them."""
-        return self.manifest.facets or compute_facets(self.id_list, self._records())
+        """The catalog's facets: the manifest's, or computed once from the items table for an index that predates them."""
+        if self._facets is None:
+            self._facets = self.manifest.facets or compute_facets(self.id_list, self._records())
+        return self._facets
 
     @property
     def filter_keys(self) -> list[str]:
