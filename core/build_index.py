@@ -18,11 +18,13 @@ import datetime as dt
 import sys
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from core import cli
+from core.autotag import DEFAULT_VOCABULARY, VocabularyError, read_vocabulary, tag_photos
 from core.catalog import Catalog, CatalogError, SkippedRow
 from core.atomic import replace_folder
 from core.index import HnswParams, Manifest
@@ -99,6 +101,8 @@ def build_index(
     shard_size: int | None = None,
     executor: Executor | None = None,
     full: bool = False,
+    auto_tags: bool = True,
+    tag_vocabulary: Mapping[str, Sequence[str]] | None = None,
 ) -> BuildSummary:
     """Embed a catalog with the given models and write a complete index folder at `out`.
 
@@ -107,6 +111,8 @@ def build_index(
     processes (default: one on a CPU, all cores but one with a GPU); `precision` auto is
     fp16 on CUDA, fp32 elsewhere; `executor` runs the stages (default: this machine).
     Onto an existing index, only what changed is encoded (core/pipeline/delta.py); `full` rebuilds all.
+    A catalog without any metadata gets automatic facets (core/autotag.py) unless `auto_tags`
+    is False; `tag_vocabulary` replaces the default colour and category labels.
     """
     started = time.perf_counter()
     out = Path(out)
@@ -163,10 +169,15 @@ def build_index(
             build_id=uuid.uuid4().hex,
             changes={} if update is None else update.changes,
         )
+        tagger = None
+        if auto_tags and not any(item.metadata for item in items):
+            text_tower = get_encoder(towers[0], local_device(device))
+            tagger = partial(tag_photos, encode_texts=text_tower.encode_texts,
+                             vocabulary=tag_vocabulary or DEFAULT_VOCABULARY)
         try:
             indexed, skipped = assemble_index(
                 work.staging, items, work.shards, [shard.number for shard in shards], encode_plan,
-                params=params, manifest=manifest, skipped=catalog.skipped, progress=tracker,
+                params=params, manifest=manifest, skipped=catalog.skipped, progress=tracker, tagger=tagger,
             )
         except CatalogError:
             work.remove()  # nothing readable: the same arguments would fail the same way
@@ -219,6 +230,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ray.add_argument("--ray-address", help="cluster to run on, e.g. auto or ray://head:10001 (default: a Ray started here)")
     ray.add_argument("--ray-concurrency", type=cli.positive, metavar="N",
                      help="encode actors (default: one per GPU of the cluster, or one per node without GPUs)")
+    tags = parser.add_argument_group("automatic facets (a catalog without metadata)")
+    tags.add_argument("--tag-vocabulary", type=Path, metavar="FILE",
+                      help='JSON {"colour": [...], "category": [...]} replacing the default labels')
+    tags.add_argument("--no-auto-tags", action="store_true", help="do not tag photos without metadata")
     hnsw = parser.add_argument_group("HNSW graph")
     hnsw.add_argument("--m", type=cli.positive, default=HnswParams.m, help="graph degree")
     hnsw.add_argument("--ef-construction", type=cli.positive, default=HnswParams.ef_construction)
@@ -272,12 +287,14 @@ def main(argv: list[str] | None = None) -> int:
             shard_size=args.shard_size,
             executor=executor,
             full=args.full,
+            auto_tags=not args.no_auto_tags,
+            tag_vocabulary=read_vocabulary(args.tag_vocabulary) if args.tag_vocabulary else None,
         )
         print(summary.describe())
         return 0
 
     return cli.run(
-        build, ModelLoadError, BuildError,
+        build, ModelLoadError, BuildError, VocabularyError,
         on_interrupt="run the same command again to continue where the build stopped.",
     )
 

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from core.atomic import atomic_path
+from core.facets import Facet, Filters, compute_facets, filter_mask, normalise_filters
 
 FORMAT_VERSION = 1
 MANIFEST_FILE = "manifest.json"
@@ -26,6 +27,13 @@ ITEMS_FILE = "items.parquet"
 THUMBNAILS_DIR = "thumbnails"
 # Below this many vectors a brute-force scan is both exact and faster than HNSW.
 EXACT_SEARCH_BELOW = 2048
+# Filtered search (VectorIndex.search; bench/filtered_search.py measured these at 50k vectors):
+# an unfiltered walk fetches OVERFETCH * k / share rows to keep about OVERFETCH * k allowed
+# ones, and costs about WALK_COST vectors per fetched row: an exact scan over the allowed
+# rows wins while they are fewer than that.
+OVERFETCH = 4
+WALK_COST = 8
+MASK_CACHE_SIZE = 64  # filter masks kept per reader: a visitor's reruns reuse theirs
 
 
 class IndexMismatchError(ValueError):
@@ -134,6 +142,11 @@ class Manifest:
     @property
     def skipped_count(self) -> int:
         return int(self.catalog.get("skipped", 0))
+
+    @property
+    def facets(self) -> dict[str, Facet]:
+        """Facets recorded at build time (values with product counts); empty for indexes built before facets."""
+        return {name: Facet.from_dict(name, data) for name, data in self.catalog.get("facets", {}).items()}
 
     @property
     def caption_models(self) -> list[str]:
@@ -259,31 +272,79 @@ class VectorIndex:
         graph.set_ef(ef_search)
         return cls(vectors, graph)
 
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k (labels, cosine scores) per query row, best first."""
+    def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (labels, cosine scores) per query row, best first, among the `allowed` rows (a mask) if given.
+
+        The method follows the selectivity (bench/filtered_search.py measures each): an exact scan
+        over the allowed rows when few pass (it touches only them); otherwise an over-fetched HNSW
+        walk cut to the allowed rows, and where that walk finds too few of them (a filter that
+        avoids the query's neighbourhood), HNSW with hnswlib's own filter."""
+        if allowed is not None:
+            rows = np.flatnonzero(allowed)
+            if len(rows) < self.count:
+                fetch = int(np.ceil(OVERFETCH * k * self.count / max(len(rows), 1)))
+                if self.count < EXACT_SEARCH_BELOW or len(rows) <= WALK_COST * fetch or fetch >= self.count:
+                    return self.exact_search(queries, k, rows)
+                return self._overfetched(queries, k, allowed, fetch)
         if self.count < EXACT_SEARCH_BELOW:
             return self.exact_search(queries, k)
         return self.hnsw_search(queries, k)
 
-    def hnsw_search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def hnsw_search(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """HNSW top-k; with `allowed`, hnswlib's filter keeps the walk to those rows (exact scan if it runs dry)."""
         queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
         k = min(k, self.count)
         if k <= 0:
             return _no_hits(len(queries))
-        labels, distances = self.graph.knn_query(queries, k=k, num_threads=1)
+        if allowed is None:
+            labels, distances = self.graph.knn_query(queries, k=k, num_threads=1)
+        else:
+            try:
+                labels, distances = self.graph.knn_query(
+                    queries, k=k, num_threads=1, filter=allowed.view(np.uint8).tobytes().__getitem__
+                )
+            except RuntimeError:  # fewer than k allowed rows reachable in the graph
+                return self.exact_search(queries, k, np.flatnonzero(allowed))
         return labels.astype(np.int64), (1.0 - distances).astype(np.float32)
 
-    def exact_search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Brute force over every vector: the oracle for HNSW and the path for small catalogs."""
+    def _overfetched(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray, fetch: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """An unfiltered walk with a `fetch`-wide beam, cut to the allowed rows; hnswlib's filter if too few pass.
+
+        hnswlib calls a Python filter for every candidate it keeps, which costs more than the
+        wider beam at every selectivity measured; it is the fallback, not the first choice."""
         queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
-        k = min(k, self.count)
+        k = min(k, int(np.count_nonzero(allowed)))
+        labels, distances = self.graph.knn_query(queries, k=fetch, num_threads=1)  # hnswlib's beam is max(ef, k)
+        kept_labels, kept_scores = [], []
+        for row_labels, row_distances in zip(labels, distances):
+            passing = allowed[row_labels]
+            if np.count_nonzero(passing) < k:
+                return self.hnsw_search(queries, k, allowed)
+            kept_labels.append(row_labels[passing][:k])
+            kept_scores.append(1.0 - row_distances[passing][:k])
+        return np.asarray(kept_labels, np.int64), np.asarray(kept_scores, np.float32)
+
+    def exact_search(
+        self, queries: np.ndarray, k: int, rows: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Brute force over every vector (or only `rows`): the oracle for HNSW and the path for small sets."""
+        queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
+        k = min(k, self.count if rows is None else len(rows))
         if k <= 0:
             return _no_hits(len(queries))
-        scores = queries @ np.asarray(self.vectors).T
+        vectors = np.asarray(self.vectors) if rows is None else np.asarray(self.vectors[rows])
+        scores = queries @ vectors.T
         top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
         top_scores = np.take_along_axis(scores, top, axis=1)
         order = np.argsort(-top_scores, axis=1, kind="stable")
-        return np.take_along_axis(top, order, axis=1).astype(np.int64), np.take_along_axis(top_scores, order, axis=1)
+        labels = np.take_along_axis(top, order, axis=1)
+        if rows is not None:
+            labels = rows[labels]
+        return labels.astype(np.int64), np.take_along_axis(top_scores, order, axis=1)
 
 
 def _no_hits(rows: int) -> tuple[np.ndarray, np.ndarray]:
@@ -316,12 +377,16 @@ class IndexReader:
         # row lookups, and loading a 200k catalog must not parse every row's metadata up front.
         self.id_list: list[str] = [str(i) for i in items["id"].tolist()]
         self.ids = np.array(self.id_list, dtype=object)
+        self._product_codes = pd.factorize(self.ids)[0]
         self.sha1s = np.array(items["sha1"].tolist(), dtype=object)
         self._captions = [c or None for c in items["caption"].fillna("").tolist()]
         self.has_caption = np.array([c is not None for c in self._captions], dtype=bool)
         self._image_paths = [p or None for p in items["image_path"].tolist()]
         self._thumbnail_names = items["thumbnail"].tolist()
         self._metadata_json = items["metadata"].tolist()
+        self._filter_columns: dict[str, np.ndarray] | None = None
+        self._facets: dict[str, Facet] | None = None
+        self._masks: dict[tuple, np.ndarray] = {}
         self._row_by_sha1: dict[str, int] = {}
         for row, sha1 in enumerate(self.sha1s.tolist()):
             self._row_by_sha1.setdefault(sha1, row)
@@ -403,6 +468,51 @@ class IndexReader:
             mask |= np.isin(self.ids, self.ids[mask])
         return mask
 
+    @property
+    def facets(self) -> dict[str, Facet]:
+        """The catalog's facets: the manifest's, or computed once from the items table for an index that predates them."""
+        if self._facets is None:
+            self._facets = self.manifest.facets or compute_facets(self.id_list, self._records())
+        return self._facets
+
+    @property
+    def filter_keys(self) -> list[str]:
+        """Every metadata key a filter can name (facets and other columns alike)."""
+        return list(self._columns())
+
+    def allowed_rows(self, filters: Filters | None) -> np.ndarray | None:
+        """A mask of the rows whose metadata passes the filters, or None when nothing is filtered.
+
+        Values of one key OR, keys AND, case-insensitive; an unknown key is a FilterError."""
+        clean = normalise_filters(filters, self._columns())
+        if not clean:
+            return None
+        key = tuple(sorted(clean.items(), key=lambda pair: pair[0]))
+        with self._lock:
+            mask = self._masks.get(key)
+            if mask is None:
+                if len(self._masks) >= MASK_CACHE_SIZE:
+                    self._masks.pop(next(iter(self._masks)))
+                mask = self._masks[key] = filter_mask(self._filter_columns, clean, self.count)
+        return mask
+
+    def products_in(self, rows: np.ndarray) -> int:
+        """How many distinct products a row mask covers."""
+        return int(np.count_nonzero(np.bincount(self._product_codes[rows], minlength=1)))
+
+    def _records(self) -> list[dict]:
+        return [json.loads(m) if m else {} for m in self._metadata_json]
+
+    def _columns(self) -> dict[str, np.ndarray]:
+        """Casefolded metadata values per key, parsed once on the first filter (not at load)."""
+        if self._filter_columns is None:
+            records = self._records()
+            keys = dict.fromkeys(key for record in records for key in record)
+            self._filter_columns = {
+                key: np.array([str(r.get(key, "")).strip().casefold() for r in records], dtype=object) for key in keys
+            }
+        return self._filter_columns
+
     def hit(self, row: int, score: float = 1.0, matched: tuple[str, ...] = (), rank_score: float = 0.0) -> Hit:
         return Hit(
             id=self.id_list[row],
@@ -418,8 +528,7 @@ class IndexReader:
 
     def metadata_table(self) -> pd.DataFrame:
         """One row per indexed photo, in index order: id, caption and a column per metadata key."""
-        records = [json.loads(m) if m else {} for m in self._metadata_json]
-        table = pd.DataFrame.from_records(records, index=range(self.count)).fillna("").astype(str)
+        table = pd.DataFrame.from_records(self._records(), index=range(self.count)).fillna("").astype(str)
         table = table.rename(columns={name: f"{name} (metadata)" for name in ("id", "caption") if name in table})
         table.insert(0, "caption", [c or "" for c in self._captions])
         table.insert(0, "id", self.ids)

@@ -7,7 +7,9 @@ A blend query puts `w` on the caption list too, which makes w=0 exactly an image
 search and w=1 exactly a text search. A model whose image tower is not the index's default
 (FashionCLIP beside CLIP) searches that tower's own image index: the engine hands the query
 to an engine over the reader's view of that tower, so photos, blends, products and steering
-all use that tower's vectors.
+all use that tower's vectors. Steering (core/steering.py) moves the query before the
+search: away from "not" words, toward liked and away from unliked products. Filters on
+facets restrict both lists to the passing products (core/facets.py, IndexReader.allowed_rows).
 
     python -m core.search --index index_data/fashion --text "red summer dress" -k 8
 """
@@ -28,11 +30,13 @@ import numpy as np
 from PIL import Image
 
 from core import cli
+from core.facets import FilterError, Filters, parse_filter_args
 from core.fusion import RankedList, best_per_product, cut, fuse
 from core.images import ImageError, ImageSource, decode_image, read_image_bytes
 from core.index import Hit, IndexMismatchError, IndexReader, Manifest, VectorIndex
 from core.lru import LRU
 from core.models import CLIP_KEY, Encoder, ModelLoadError, get_encoder, get_spec
+from core.steering import SteeringError, steer
 from core.weights import check_fits
 
 # Query photos are decoded no larger than needed for CLIP's 224 px input (see decode_image).
@@ -55,6 +59,7 @@ class SearchResult:
     below_threshold: int = 0  # hits dropped by the threshold: >0 with no hits means "no confident match"
     model: str = CLIP_KEY
     query_vector: np.ndarray | None = field(default=None, repr=False)  # what was searched with (for maps)
+    matching: int | None = None  # products that pass the filters (None: no filter); 0 means "nothing matches"
 
     def to_json(self) -> list[dict]:
         return [asdict(hit) for hit in self.hits]
@@ -79,6 +84,7 @@ class _Ranking:
     captions: VectorIndex | None
     text_weight: float
     excluded: np.ndarray
+    allowed: np.ndarray | None  # rows that pass the filters; None: every row
     k: int
     threshold: float | None
 
@@ -144,12 +150,21 @@ class SearchEngine:
         threshold: float | None = None,
         use_captions: bool = True,
         exclude_ids: Sequence[str] = (),
-        like: str | None = None,
+        product: str | None = None,
+        filters: Filters | None = None,
+        not_text: Sequence[str] = (),
+        like: Sequence[str] = (),
+        unlike: Sequence[str] = (),
     ) -> SearchResult:
-        """Run a text, image or blended query; see the module docstring for the semantics.
+        """Run a text, image or blended query, steered and filtered; see the module docstring.
 
-        `like` names a catalog product whose stored photo vector is the query image ("more like
+        `product` names a catalog product whose stored photo vector is the query image ("more like
         this", or an example product): nothing is decoded or encoded, and the product is left out.
+        `filters` maps a metadata key to the values allowed (one key's values OR, keys AND).
+        `not_text` words push the query away; `like` / `unlike` product ids pull it toward / push it
+        away from their stored photo vectors (core/steering.py); unliked products are left out.
+        With only `like` ids, the query is their mean. Fewer passing products than K give what
+        there is; `matching` says how many products pass the filters.
         """
         query_arguments = dict(locals())  # taken first, so it holds exactly the arguments
         del query_arguments["self"]
@@ -158,44 +173,64 @@ class SearchEngine:
             return engine.search(**query_arguments)
         started = time.perf_counter()
         text = _clean_text(text)
-        if image is not None and like is not None:
+        like, unlike = _ids(like), _ids(unlike)
+        not_words = [word for word in map(_clean_text, [not_text] if isinstance(not_text, str) else not_text) if word]
+        if image is not None and product is not None:
             raise QueryError("Search with either an image or a catalog product, not both.")
-        if text is None and image is None and like is None:
+        if text is None and image is None and product is None and not like:
             raise QueryError("Type a description or give an image to search with.")
         if not 0.0 <= blend <= 1.0:
             raise QueryError(f"The blend weight must be between 0 and 1, not {blend}.")
         if not 1 <= k <= MAX_K:
             raise QueryError(f"K must be between 1 and {MAX_K}, not {k}.")
+        try:
+            allowed = self.reader.allowed_rows(filters)
+        except FilterError as err:
+            raise QueryError(str(err)) from err
         encoder = self.encoder(model)
         query = _Query()
-        if like is not None:
-            query.image_vector = self.product_vector(like)
-            exclude_ids = [*exclude_ids, str(like)]
+        if product is not None:
+            query.image_vector = self.product_vector(product)
+            exclude_ids = [*exclude_ids, str(product)]
         elif image is not None:
             self._encode_image(image, encoder, query)
         if text is not None:
             self._encode_text(text, model, encoder, query)
-        text_weight = 1.0 if query.image_vector is None else (0.0 if text is None else blend)
+        has_query = query.image_vector is not None or query.text_vector is not None
+        text_weight = 0.0 if query.text_vector is None else 1.0 if query.image_vector is None else blend
         mode = "image" if text_weight == 0.0 else "text" if text_weight == 1.0 else "blend"
-        if text_weight == 1.0:
+        if not has_query:
+            vector = None
+        elif text_weight == 1.0:
             vector = query.text_vector
         elif text_weight == 0.0:
             vector = query.image_vector
         else:
             vector = _normalise((1.0 - text_weight) * query.image_vector + text_weight * query.text_vector)
+        not_vectors = [self._text_vector(word, model, encoder, query) for word in not_words]
+        try:
+            vector = steer(
+                vector, liked=[self.product_vector(i) for i in like],
+                unliked=[self.product_vector(i) for i in unlike], not_vectors=not_vectors,
+            )
+            text_vector = None if query.text_vector is None else steer(query.text_vector, not_vectors=not_vectors)
+        except SteeringError as err:
+            raise QueryError(str(err)) from err
         ranking = _Ranking(
             vector=vector,
-            text_vector=query.text_vector,
+            text_vector=text_vector,
             captions=self.reader.caption_index(model) if use_captions and text_weight > 0.0 else None,
             text_weight=text_weight,
-            excluded=self.reader.excluded_rows(exclude_ids, query.image_sha1),
+            excluded=self.reader.excluded_rows([*exclude_ids, *unlike], query.image_sha1),
+            allowed=allowed,
             k=k,
             threshold=threshold,
         )
         hits, below = self._ranked_hits(ranking, query.timings_ms)
         query.timings_ms["total"] = (time.perf_counter() - started) * 1000
         return SearchResult(
-            hits=hits, timings_ms=query.timings_ms, mode=mode, below_threshold=below, model=model, query_vector=vector
+            hits=hits, timings_ms=query.timings_ms, mode=mode, below_threshold=below, model=model,
+            query_vector=vector, matching=None if allowed is None else self.reader.products_in(allowed),
         )
 
     def product_vector(self, item_id: str) -> np.ndarray:
@@ -232,26 +267,33 @@ class SearchEngine:
         return None if row is None else np.asarray(self.reader.image_vectors[row], dtype=np.float32)
 
     def _encode_text(self, text: str, model: str, encoder: Encoder, query: _Query) -> None:
+        query.text_vector = self._text_vector(text, model, encoder, query)
+
+    def _text_vector(self, text: str, model: str, encoder: Encoder, query: _Query) -> np.ndarray:
+        """A text's vector, from the cache when this text was seen; the time adds to encode_text."""
         started = time.perf_counter()
         vector = self._text_vectors.get((model, text))
         if vector is None:
             vector = encoder.encode_texts([text])[0]
             self._text_vectors.put((model, text), vector)
-        query.text_vector = vector
-        query.timings_ms["encode_text"] = (time.perf_counter() - started) * 1000
+        elapsed = (time.perf_counter() - started) * 1000
+        query.timings_ms["encode_text"] = query.timings_ms.get("encode_text", 0.0) + elapsed
+        return vector
 
     def _ranked_hits(self, ranking: _Ranking, timings_ms: dict[str, float]) -> tuple[list[Hit], int]:
         """Search with a growing fetch until K hits survive exclusion, de-duplication and the threshold."""
-        reader, count = self.reader, self.reader.count
+        reader, allowed = self.reader, ranking.allowed
+        count = reader.count if allowed is None else int(np.count_nonzero(allowed))
         keep = ~ranking.excluded
         search_ms = merge_ms = 0.0
-        fetch = min(count, 2 * ranking.k + 16 + int(ranking.excluded.sum()))
+        excluded = ranking.excluded if allowed is None else ranking.excluded & allowed
+        fetch = min(count, 2 * ranking.k + 16 + int(np.count_nonzero(excluded)))
         while True:
             started = time.perf_counter()
-            labels, _ = reader.image_index.search(ranking.vector, fetch)
+            labels, _ = reader.image_index.search(ranking.vector, fetch, allowed)
             lists = [RankedList("image", 1.0, labels[0], keep[labels[0]])]
             if ranking.captions is not None:
-                labels, _ = ranking.captions.search(ranking.text_vector, fetch)
+                labels, _ = ranking.captions.search(ranking.text_vector, fetch, allowed)
                 rows = labels[0]
                 lists.append(RankedList("caption", ranking.text_weight, rows, keep[rows] & reader.has_caption[rows]))
             searched = time.perf_counter()
@@ -281,6 +323,11 @@ def _clean_text(text: str | None) -> str | None:
     return cleaned or None
 
 
+def _ids(ids: Sequence[str] | str) -> list[str]:
+    """Product ids as a list of strings (one id may come bare)."""
+    return [str(ids)] if isinstance(ids, str) else [str(i) for i in ids]
+
+
 def _normalise(vector: np.ndarray) -> np.ndarray:
     norm = float(np.linalg.norm(vector))
     if norm == 0.0:
@@ -303,16 +350,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default=CLIP_KEY, help="model key")
     parser.add_argument("--threshold", type=float, help="drop hits whose image cosine is below this")
     parser.add_argument("--no-captions", action="store_true", help="search product images only")
-    parser.add_argument("--json", action="store_true", help="print a JSON list of hits")
+    parser.add_argument("--json", action="store_true", help="print a JSON list of hits (with their metadata)")
+    steering = parser.add_argument_group("steering (each repeatable but --product)")
+    steering.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
+                          help="only products with this metadata value; one key's values OR, keys AND")
+    steering.add_argument("--not", dest="not_text", action="append", default=[], metavar="WORDS",
+                          help="push the query away from these words")
+    steering.add_argument("--like", action="append", default=[], metavar="ID", help="pull toward this product")
+    steering.add_argument("--unlike", action="append", default=[], metavar="ID", help="push away from this product")
+    steering.add_argument("--product", metavar="ID", help="search with this catalog product's photo (more like this)")
     args = parser.parse_args(argv)
-    return cli.run(lambda: _search(args), QueryError, ImageError, ModelLoadError, IndexMismatchError)
+    return cli.run(lambda: _search(args), QueryError, FilterError, ImageError, ModelLoadError, IndexMismatchError)
 
 
 def _search(args: argparse.Namespace) -> int:
     """The command's body: one query, its hits printed as a list or as JSON."""
     result = SearchEngine(args.index).search(
         text=args.text, image=args.image, model=args.model, blend=args.blend, k=args.k,
-        threshold=args.threshold, use_captions=not args.no_captions,
+        threshold=args.threshold, use_captions=not args.no_captions, product=args.product,
+        filters=parse_filter_args(args.filter), not_text=args.not_text, like=args.like, unlike=args.unlike,
     )
     if args.json:
         print(json.dumps(result.to_json(), ensure_ascii=False, indent=2))
@@ -320,7 +376,8 @@ def _search(args: argparse.Namespace) -> int:
     for rank, hit in enumerate(result.hits, 1):
         print(_format_hit(rank, hit))
     if not result.hits:
-        print("no confident match" if result.below_threshold else "no results")
+        print("no product matches the filters" if result.matching == 0 else
+              "no confident match" if result.below_threshold else "no results")
     timings = ", ".join(f"{name} {ms:.1f} ms" for name, ms in result.timings_ms.items())
     print(f"({result.mode} search, {timings})", file=sys.stderr)
     return 0

@@ -40,7 +40,8 @@ def result_ids(at: AppTest) -> list[str]:
     """Product ids of the result cards, in rank order (from their "more like this" buttons)."""
     if not _has_grid(at, "results"):
         return []
-    return [button.key.removeprefix("results-like-") for button in at.grid(key="results").button]
+    buttons = at.grid(key="results").button
+    return [b.key.removeprefix("results-like-") for b in buttons if b.key.startswith("results-like-")]
 
 
 def result_images(at: AppTest) -> int:

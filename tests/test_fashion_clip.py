@@ -163,13 +163,13 @@ def test_each_model_searches_its_own_towers_image_index(three_key_engine, three_
 def test_more_like_this_blend_and_a_known_photo_use_the_chosen_towers_vectors(three_key_engine, three_key_index, fashion_catalog):
     fashion_vectors = np.load(three_key_index / f"image__{FASHION_KEY}.npy")
     item = fashion_catalog.items[3]
-    like = three_key_engine.search(like=item.id, model=FASHION_KEY, k=5)
+    like = three_key_engine.search(product=item.id, model=FASHION_KEY, k=5)
     assert np.allclose(like.query_vector, fashion_vectors[3], atol=1e-6) and item.id not in [h.id for h in like.hits]
     photo = three_key_engine.search(image=item.image_path.read_bytes(), model=FASHION_KEY, k=5)
     assert np.allclose(photo.query_vector, fashion_vectors[3], atol=1e-6) and item.id not in [h.id for h in photo.hits]
     clip_photo = three_key_engine.search(image=item.image_path.read_bytes(), model=CLIP_KEY, k=5)
     assert np.allclose(clip_photo.query_vector, np.load(three_key_index / f"image__{CLIP_KEY}.npy")[3], atol=1e-6)
-    blend = three_key_engine.search(text="shirt", like=item.id, model=FASHION_KEY, blend=0.5, k=5)
+    blend = three_key_engine.search(text="shirt", product=item.id, model=FASHION_KEY, blend=0.5, k=5)
     text = models.get_encoder(FASHION_KEY, "cpu").encode_texts(["shirt"])[0]
     expected = fashion_vectors[3] + text
     assert blend.mode == "blend" and np.allclose(blend.query_vector, expected / np.linalg.norm(expected), atol=1e-5)
@@ -241,7 +241,7 @@ def test_compare_puts_each_towers_own_search_side_by_side_for_words_and_a_photo(
     at.button(key=f"example-{product}").click().run()
     assert not at.exception and [h.value for h in at.subheader] == list(THREE_KEYS)
     for key in THREE_KEYS:
-        result = engine.search(like=product, model=key, k=5)
+        result = engine.search(product=product, model=key, k=5)
         assert shown(at, key) == expected(result) and product not in [hit.id for hit in result.hits]
 
 

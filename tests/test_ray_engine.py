@@ -76,7 +76,7 @@ def test_ray_index_equals_the_local_one_and_searches_alike(ray_cluster, fashion_
     ]
     for query in queries:
         assert [h.id for h in ours.search(k=10, **query).hits] == [h.id for h in engine.search(k=10, **query).hits]
-    assert [h.id for h in ours.search(like=product, k=8).hits] == [h.id for h in engine.search(like=product, k=8).hits]
+    assert [h.id for h in ours.search(product=product, k=8).hits] == [h.id for h in engine.search(product=product, k=8).hits]
 
 
 @pytest.fixture(scope="module")

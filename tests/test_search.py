@@ -61,12 +61,12 @@ def test_image_outside_the_catalog_is_not_excluded(engine, fashion_dir):
 
 def test_more_like_this_uses_the_stored_vector_and_excludes_itself(engine, fashion_dir):
     product = engine.reader.items["id"].iloc[3]
-    similar = engine.search(like=product, k=6)
+    similar = engine.search(product=product, k=6)
     assert product not in ids(similar)
     by_upload = engine.search(image=(fashion_dir / "images" / f"{product}.jpg").read_bytes(), k=6)
     assert ids(similar) == ids(by_upload)
     with pytest.raises(QueryError, match="No product with id"):
-        engine.search(like="no-such-id")
+        engine.search(product="no-such-id")
 
 
 def test_blend_endpoints_equal_pure_searches(engine, fashion_dir):

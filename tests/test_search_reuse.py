@@ -40,15 +40,15 @@ class EncodeCounter:
 def test_like_searches_with_the_stored_photo_and_leaves_the_product_out(engine, monkeypatch):
     product = engine.reader.items["id"].iloc[5]
     counter = EncodeCounter(monkeypatch)
-    liked = engine.search(like=product, k=6)
+    liked = engine.search(product=product, k=6)
     assert counter.images == 0 and product not in ids(liked)
-    assert ids(liked) == ids(engine.search(like=product, k=6)) and liked.mode == "image"
-    blended = engine.search(text="summer", like=product, blend=0.5, k=6)
+    assert ids(liked) == ids(engine.search(product=product, k=6)) and liked.mode == "image"
+    blended = engine.search(text="summer", product=product, blend=0.5, k=6)
     assert blended.mode == "blend" and product not in ids(blended)
     with pytest.raises(QueryError, match="either an image or a catalog product"):
-        engine.search(image=Image.new("RGB", (8, 8)), like=product)
+        engine.search(image=Image.new("RGB", (8, 8)), product=product)
     with pytest.raises(QueryError, match="No product with id"):
-        engine.search(like="no-such-product")
+        engine.search(product="no-such-product")
 
 
 def test_the_same_photo_bytes_are_encoded_once(engine, fashion_dir, monkeypatch):

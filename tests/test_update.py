@@ -99,7 +99,7 @@ def test_removed_products_never_come_back(base_index, catalog, tmp_path):
     for text in QUERIES:
         assert not set(removed) & {h.id for h in engine.search(text=text, k=BASE_ROWS).hits}
     with pytest.raises(QueryError, match="No product"):
-        engine.search(like=removed[0], k=5)
+        engine.search(product=removed[0], k=5)
     assert not set(removed) & set(engine.reader.metadata_table()["id"])
     assert_same_as_full_build(out, kept, tmp_path)
 
@@ -231,3 +231,13 @@ def test_an_update_killed_half_way_resumes_and_keeps_serving_the_old_index(base_
     assert summary.resumed_shards > 0 and summary.changes["added"] == 40
     assert_same_as_full_build(out, grown, tmp_path)
     assert sorted(p.name for p in out.parent.iterdir() if p.name.startswith(".")) == []
+
+
+def test_automatic_tags_are_not_counted_as_changes(tiny_models, catalog, tmp_path):
+    photos_only = replace(catalog, items=[replace(item, metadata={}) for item in base(catalog).items[:30]])
+    out = tmp_path / "photos"
+    build_index(photos_only, out, workers=0, progress=False)
+    assert any(facet.automatic for facet in read_manifest(out).facets.values())
+    summary = build_index(photos_only, out, workers=0, progress=False)
+    assert summary.changes == {"added": 0, "changed": 0, "removed": 0, "unchanged": 30}
+    assert_same_as_full_build(out, photos_only, tmp_path)

@@ -7,11 +7,10 @@ import pandas as pd
 import streamlit as st
 
 from core.search import SearchEngine
-from ui import catalog_context, catalog_map, query_inputs, results, search_page
+from ui import catalog_context, catalog_map, query_inputs, results, search_page, steering
 from ui.text import plain
 
 PAGE_SIZE = 24
-MAX_FILTER_VALUES = 40
 GO_SEARCH = "_go_search"
 
 
@@ -51,24 +50,18 @@ def _facts(engine: SearchEngine) -> None:
     )
 
 
-def filter_columns(table: pd.DataFrame) -> list[str]:
-    """Metadata columns worth a filter: more than one value, few enough to list."""
-    return [
-        name for name in table.columns[2:]
-        if 2 <= table[name].replace("", np.nan).nunique() <= MAX_FILTER_VALUES
-    ]
-
-
 def _browse(engine: SearchEngine) -> None:
     """Filters by metadata and caption words, then a page of matching products."""
     table = _metadata_table(str(engine.folder), engine.manifest.created_at, engine)
     keep = np.ones(len(table), dtype=bool)
-    columns = filter_columns(table)
+    facets = steering.offered(engine.reader.facets)  # the search page's facets, with product counts
     with st.container(horizontal=True):
         words = st.text_input("Caption contains", key="browse_words", width=240)
-        for name in columns:
-            values = sorted(value for value in table[name].unique() if value)
-            chosen = st.multiselect(name, values, key=f"browse_{name}", width=200)
+        for name, facet in facets.items():
+            chosen = st.multiselect(
+                steering.facet_label(name), list(facet.values), key=f"browse_{name}", width=200,
+                format_func=steering.with_count(facet),
+            )
             if chosen:
                 keep &= table[name].isin(chosen).to_numpy()
     if words.strip():

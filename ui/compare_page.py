@@ -49,7 +49,7 @@ def render() -> None:
             found[spec.key] = resources.ready_engine(folder, spec.key).search(
                 text=text or None,
                 image=photo.data if photo else None,
-                like=photo.product if photo else None,
+                product=photo.product if photo else None,
                 model=spec.key,
                 k=k,
             )

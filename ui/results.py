@@ -44,12 +44,16 @@ def render_grid(
     highlight: Collection[str] = (),
     highlight_label: str = "",
     min_column_width: int = 180,
+    card_footer: Callable[[Hit, str], None] | None = None,
 ) -> None:
-    """One card per hit: photo, caption (as text), score, metadata chips, "more like this"."""
+    """One card per hit: photo, caption (as text), score, metadata chips, "more like this", then
+    `card_footer(hit, key)` if given (the search page's 👍/👎)."""
     grid = st.grid(columns="auto", min_column_width=min_column_width, gap="small", border=True, key=key)
     for rank, hit in enumerate(hits, 1):
         with grid.cell():
             _card(hit, rank, key, on_more_like_this, show_score, hit.id in highlight, highlight_label)
+            if card_footer is not None:
+                card_footer(hit, key)
 
 
 def _card(

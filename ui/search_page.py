@@ -8,7 +8,7 @@ from core.images import ImageError
 from core.index import IndexMismatchError
 from core.models import MULTILINGUAL_KEY, ModelLoadError
 from core.search import QueryError, SearchEngine, SearchResult
-from ui import catalog_context, first_run, messages, query_inputs, resources, results, sidebar, state
+from ui import catalog_context, first_run, messages, query_inputs, resources, results, sidebar, state, steering
 from ui.query_inputs import ImageQuery
 from ui.sidebar import SearchOptions
 from ui.text import plain
@@ -47,18 +47,22 @@ def render() -> None:
         )
     with photo:
         image = query_inputs.image_input(engine)
+    steer = steering.controls(engine.reader.facets)
     current = state.current()
-    state.publish(current, resources.catalog_folders()[0].name)
-    if not current.text and image is None:
+    state.publish(current, resources.catalog_folders()[0].name, steering.to_query_params(steer))
+    if not current.text and image is None and not steer.liked:
         results.render_empty_state()
         return
-    result = _search(engine, current, image, options)
+    result = _search(engine, current, image, options, steer)
     if result is None:
         return
     st.session_state[LAST_QUERY] = (_query_label(current.text, image), result.query_vector)
     st.caption(results.latency_line(result, engine.count))
     if result.hits:
-        results.render_grid(result.hits, key="results", on_more_like_this=query_inputs.use_product)
+        results.render_grid(result.hits, key="results", on_more_like_this=query_inputs.use_product,
+                            card_footer=steering.feedback_buttons)
+    elif result.matching == 0:
+        steering.render_no_match(steer)
     else:
         results.render_no_hits(result, options.threshold)
 
@@ -73,19 +77,21 @@ def _header(engine: SearchEngine) -> None:
 
 
 def _search(
-    engine: SearchEngine, current: state.SearchState, image: ImageQuery | None, options: SearchOptions
+    engine: SearchEngine, current: state.SearchState, image: ImageQuery | None, options: SearchOptions,
+    steer: steering.Steering,
 ) -> SearchResult | None:
     """Run the query; bad input becomes a message and the page keeps working."""
     try:
         return engine.search(
             text=current.text or None,
             image=image.data if image else None,
-            like=image.product if image else None,
+            product=image.product if image else None,
             model=current.model,
             blend=current.blend,
             k=current.k,
             threshold=options.threshold,
             use_captions=options.use_captions,
+            **steer.search_arguments(),
         )
     except (QueryError, ImageError) as err:
         st.warning(plain(str(err)), icon=":material/info:")

@@ -26,6 +26,9 @@ IMAGE_SOURCES = (UPLOAD, CAMERA, CATALOG_PRODUCT)
 THRESHOLD_DEFAULT = 0.25
 # URL parameter of each shared field; text gets the short name search engines use.
 URL_NAMES = {TEXT: "q", MODEL: "model", K: "k", BLEND: "blend", PRODUCT: "product", CATALOG: "catalog"}
+# Steering (ui/steering.py): one multiselect per facet under FILTERS.<facet>, the "less of" words,
+# and the products given 👍 / 👎 (lists of ids).
+FILTERS, NOT_WORDS, LIKED, UNLIKED = "filters", "not_words", "liked", "unliked"
 _RESTORED = "_url_restored"
 URL_NOTES = "_url_notes"
 
@@ -141,8 +144,9 @@ def current() -> SearchState:
     )
 
 
-def publish(state: SearchState, default_catalog: str) -> None:
-    """Write the state to the URL, only when it changed (each write is a message to the browser)."""
-    wanted = to_query_params(state, default_catalog)
+def publish(state: SearchState, default_catalog: str, extra: Mapping[str, str] | None = None) -> None:
+    """Write the state (and `extra` parameters, the steering's) to the URL, only when it changed
+    (each write is a message to the browser)."""
+    wanted = to_query_params(state, default_catalog) | dict(extra or {})
     if st.query_params.to_dict() != wanted:
         st.query_params.from_dict(wanted)

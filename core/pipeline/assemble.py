@@ -10,14 +10,18 @@ from __future__ import annotations
 import csv
 import json
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from core.catalog import CatalogError, CatalogItem, SkippedRow
-from core.index import THUMBNAILS_DIR, HnswParams, IndexEntry, Manifest, VectorIndex, write_items, write_manifest
+from core.autotag import Tags
+from core.facets import Facet, compute_facets
+from core.index import (
+    THUMBNAILS_DIR, HnswParams, IndexEntry, Manifest, VectorIndex, vector_stem, write_items, write_manifest,
+)
 from core.pipeline.encode_stage import EncodePlan
 from core.pipeline.progress import BuildProgress
 from core.pipeline.thumbnails import thumbnail_path
@@ -42,10 +46,12 @@ def assemble_index(
     manifest: Manifest,
     skipped: Sequence[SkippedRow],
     progress: BuildProgress,
+    tagger: Callable[[np.ndarray], list[Tags]] | None = None,
 ) -> tuple[int, list[SkippedRow]]:
     """Write the index folder into `staging` from the shards, in row order; returns (indexed, skipped).
 
-    `manifest` comes without entries and counts; they are filled in here and it is written last."""
+    `manifest` comes without entries and counts; they are filled in here and it is written last.
+    `tagger` (for a catalog without metadata) tags the photos from their vectors: automatic facets."""
     shutil.rmtree(staging, ignore_errors=True)  # a half-assembled folder from a killed run: start it over
     (staging / THUMBNAILS_DIR).mkdir(parents=True)
     skipped = list(skipped)
@@ -67,22 +73,43 @@ def assemble_index(
 
     # catalog order, whatever order the shards hold rows in (an update writes reused rows apart)
     order = np.argsort(np.asarray(positions), kind="stable")
-    table = _items_table([items[positions[i]] for i in order], [sha1s[i] for i in order])
+    indexed_items = [items[positions[i]] for i in order]
+    vectors_of = {stem: np.concatenate(parts[stem])[order] for stem in plan.stems}
+    metadata = [dict(item.metadata) for item in indexed_items]
+    tags = [] if tagger is None else tagger(vectors_of[vector_stem("image", plan.image_models[0])])
+    for tag in tags:
+        for record, label in zip(metadata, tag.labels):
+            if label is not None:
+                record[tag.facet] = label
+    table = _items_table(indexed_items, [sha1s[i] for i in order], metadata, tags)
+    facets = compute_facets([item.id for item in indexed_items], metadata)
+    facets |= {tag.facet: Facet(tag.facet, facets[tag.facet].values, automatic=True) for tag in tags if tag.facet in facets}
     for done, ((modality, model_key), stem) in enumerate(zip(plan.outputs, plan.stems), 1):
-        vectors = np.concatenate(parts[stem])[order]
+        vectors = vectors_of[stem]
         with progress.timed("index", len(vectors)):
             VectorIndex.build(vectors, params).save(staging, stem)
         manifest.entries.append(IndexEntry(encoder=model_key, modality=modality, dim=int(vectors.shape[1]), count=len(vectors)))
         progress.index_step(done, len(plan.stems))
     write_items(staging, table)
     _write_report(staging / REPORT_FILE, skipped)
-    manifest.catalog.update(items=len(table), products=int(table["id"].nunique()), skipped=len(skipped))
+    manifest.catalog.update(
+        items=len(table), products=int(table["id"].nunique()), skipped=len(skipped),
+        facets={name: facet.to_dict() for name, facet in facets.items()},
+    )
     write_manifest(staging, manifest)
     return len(table), skipped
 
 
-def _items_table(items: Sequence[CatalogItem], sha1s: Sequence[str]) -> pd.DataFrame:
-    """The metadata table core/search.py reads: one row per indexed photo, in vector order."""
+def _items_table(
+    items: Sequence[CatalogItem], sha1s: Sequence[str], metadata: Sequence[dict], tags: Sequence[Tags]
+) -> pd.DataFrame:
+    """The metadata table core/search.py reads: one row per indexed photo, in vector order.
+
+    `tag_confidence` holds each automatic tag's confidence (JSON, empty without automatic facets)."""
+    confidence = [
+        json.dumps({tag.facet: round(float(tag.confidence[row]), 3) for tag in tags if tag.labels[row] is not None})
+        if tags else "" for row in range(len(items))
+    ]
     return pd.DataFrame(
         {
             "id": [item.id for item in items],
@@ -90,7 +117,8 @@ def _items_table(items: Sequence[CatalogItem], sha1s: Sequence[str]) -> pd.DataF
             "image_path": [item.location for item in items],
             "thumbnail": [thumbnail_path(sha1) for sha1 in sha1s],
             "sha1": list(sha1s),
-            "metadata": [json.dumps(item.metadata, ensure_ascii=False) for item in items],
+            "metadata": [json.dumps(record, ensure_ascii=False) for record in metadata],
+            "tag_confidence": confidence,
         }
     )
 

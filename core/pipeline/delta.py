@@ -151,11 +151,15 @@ def _model_notes(
 
 
 def _changes(items: Sequence[CatalogItem], previous: PreviousIndex, sha1s: Mapping[int, str | None]) -> dict[str, int]:
-    """Products (ids) added, changed (a photo, caption or metadata differs) and removed, and those unchanged."""
+    """Products (ids) added, changed (a photo, caption or metadata differs) and removed, and those unchanged.
+
+    Automatic tags are the builder's, not the catalog's metadata: they do not count as a change."""
     old = previous.items
+    automatic = {name for name, facet in previous.manifest.facets.items() if facet.automatic}
     old_rows: dict[str, set[tuple]] = {}
     for id_, sha1, caption, metadata in zip(old["id"].astype(str), old["sha1"], old["caption"].fillna(""), old["metadata"]):
-        old_rows.setdefault(id_, set()).add((sha1, caption, _canonical(json.loads(metadata or "{}"))))
+        given = {key: value for key, value in json.loads(metadata or "{}").items() if key not in automatic}
+        old_rows.setdefault(id_, set()).add((sha1, caption, _canonical(given)))
     new_rows: dict[str, set[tuple]] = {}
     for position, item in enumerate(items):
         new_rows.setdefault(str(item.id), set()).add((sha1s[position], item.caption or "", _canonical(item.metadata)))

@@ -26,6 +26,7 @@ import pandas as pd
 from core import cli
 from core.descriptor import read_descriptor
 from core.devices import require_device
+from core.facets import FilterError, Filters, describe_filters, parse_filter_args
 from core.quality.holdout import DEFAULT_VAL_FRACTION, held_out_mask
 from core.index import IndexMismatchError, IndexReader
 from core.models import CLIP_KEY, REGISTRY, ModelLoadError, get_encoder, get_spec
@@ -67,6 +68,7 @@ class EvaluationReport:
     precision_at_10: float | None = None
     chance_precision_at_10: float | None = None
     notes: list[str] = field(default_factory=list)
+    filters: dict[str, list[str]] = field(default_factory=dict)  # only products passing these were queried and ranked
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, ensure_ascii=False)
@@ -74,7 +76,8 @@ class EvaluationReport:
     def describe(self) -> str:
         lines = [
             f"Model {self.model} (images: {self.image_tower}) on {self.index}: {self.queries} held-out caption "
-            f"queries (val fraction {self.val_fraction}, seed {self.seed}) against {self.products} products.",
+            f"queries (val fraction {self.val_fraction}, seed {self.seed}) against {self.products} products"
+            + (f" with {describe_filters(self.filters)}." if self.filters else "."),
             f"{'text -> image':<16}{'model':>8}{'chance':>9}",
         ]
         for k in RECALL_KS:
@@ -98,14 +101,25 @@ def evaluate_index(
     val_fraction: float = DEFAULT_VAL_FRACTION,
     seed: int = 0,
     device: str = "auto",
+    filters: Filters | None = None,
 ) -> EvaluationReport:
-    """Measure `model` on the index in `folder` (see the module docstring for the protocol)."""
+    """Measure `model` on the index in `folder` (see the module docstring for the protocol).
+
+    With `filters` (as SearchEngine.search takes them), only the passing products are queried
+    and ranked: quality within a category, as a shopper who filtered on it sees it."""
     if queries < 1:
         raise EvaluationError(f"--queries must be at least 1, not {queries}.")
     if not 0.0 < val_fraction <= 1.0:
         raise EvaluationError(f"--val-fraction must be in (0, 1], not {val_fraction}.")
     reader = IndexReader(folder)
-    items = reader.items
+    try:
+        allowed = reader.allowed_rows(filters)
+    except FilterError as err:
+        raise EvaluationError(str(err)) from err
+    rows = np.arange(reader.count) if allowed is None else np.flatnonzero(allowed)
+    if not len(rows):
+        raise EvaluationError(f"No product passes {describe_filters(filters)}; nothing to evaluate.")
+    items = reader.items.iloc[rows].reset_index(drop=True)
     captions = items["caption"].fillna("").astype(str).str.strip()
     if not (captions != "").any():
         raise EvaluationError(
@@ -135,7 +149,7 @@ def evaluate_index(
     rng = np.random.default_rng(seed)
     chosen = np.sort(rng.choice(candidates, size=min(queries, len(candidates)), replace=False))
     query_vectors = encoder.encode_texts(captions.iloc[caption_row.loc[chosen].to_numpy()].tolist())
-    gallery = np.asarray(reader.for_tower(encoder.spec.image_tower).image_vectors, dtype=np.float32)
+    gallery = np.asarray(reader.for_tower(encoder.spec.image_tower).image_vectors[rows], dtype=np.float32)
     ranks = target_ranks(query_vectors, gallery, products, chosen)
     count = len(product_ids)
     report = EvaluationReport(
@@ -151,6 +165,7 @@ def evaluate_index(
         mrr=mean_reciprocal_rank(ranks),
         chance_mrr=chance_mrr(count),
         notes=_holdout_notes(model, val_fraction),
+        filters={key: list(values) for key, values in (filters or {}).items()},
     )
     if label_column is not None:
         labels = np.array([metadata[row].get(label_column, "") for row in first_row], dtype=object)
@@ -202,11 +217,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of the query sample")
     cli.add_device_flag(parser)
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
+                        help="evaluate within the products with this metadata value (repeatable, as core.search)")
     args = parser.parse_args(argv)
     keys = [*args.model, *(key.strip() for key in args.models.split(",") if key.strip())]
     keys = list(dict.fromkeys(keys)) or [CLIP_KEY]
 
     def evaluate() -> int:
+        filters = parse_filter_args(args.filter)
         reports = [
             evaluate_index(
                 args.index,
@@ -216,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
                 val_fraction=args.val_fraction,
                 seed=args.seed,
                 device=args.device,
+                filters=filters,
             )
             for key in keys
         ]
@@ -227,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
             print("\n\n".join(tables))
         return 0
 
-    return cli.run(evaluate, EvaluationError, IndexMismatchError, ModelLoadError)
+    return cli.run(evaluate, EvaluationError, FilterError, IndexMismatchError, ModelLoadError)
 
 
 if __name__ == "__main__":
