@@ -40,6 +40,11 @@ class Query:
     catalog: str | None = None
 
 
+def searchable_models(image_model: str) -> list[str]:
+    """Model keys that read images with an index's image tower (as the app's model picker)."""
+    return [spec.key for spec in available_models() if spec.image_tower == image_model]
+
+
 def catalog_folders(paths: Sequence[Path]) -> list[Path]:
     """Each path is an index folder, or a folder of them (core.index.list_indexes); raises NotFound."""
     folders: list[Path] = []
@@ -75,11 +80,9 @@ class SearchService:
         return self.engines[name]
 
     def models(self, engine: SearchEngine) -> list[str]:
-        """Model keys that read images with this catalog's image tower (as the app's model picker)."""
-        return [
-            spec.key for spec in available_models()
-            if spec.image_tower == engine.reader.image_model and (engine.folder.name, spec.key) not in self.unavailable
-        ]
+        """The models a catalog can be searched with, less those that failed to load."""
+        name = engine.folder.name
+        return [key for key in searchable_models(engine.reader.image_model) if (name, key) not in self.unavailable]
 
     def warm_up(self) -> None:
         """Load every searchable model and run one text and one image query through it, then be ready.

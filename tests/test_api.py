@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -14,11 +17,12 @@ pytest.importorskip("fastapi", reason="fastapi is not installed: pip install -r 
 from fastapi.testclient import TestClient  # noqa: E402
 
 from core import search as search_cli  # noqa: E402
-from core.api import API_MAX_K, MAX_BODY_BYTES, create_app  # noqa: E402
+from core.api_app import API_MAX_K, MAX_BODY_BYTES, create_app  # noqa: E402
 from core.images import DEFAULT_MAX_BYTES  # noqa: E402
 from core.models import MULTILINGUAL_KEY  # noqa: E402
 from core.service import NotFound, SearchService  # noqa: E402
 from tests.api_support import call, running_api  # noqa: E402
+from tests.test_cli import ROOT  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -172,3 +176,26 @@ def test_a_real_server_gives_16_concurrent_clients_the_serial_answers(engine, fa
         expected = engine.search(text=query.get("text"), image=image, model=query.get("model", "clip-ViT-B-32"), k=query["k"])
         assert [hit["id"] for hit in answer["hits"]] == [hit.id for hit in expected.hits]
         assert [hit["score"] for hit in answer["hits"]] == pytest.approx([hit.score for hit in expected.hits], abs=1e-5)
+
+
+WITHOUT_RAY = "import sys; sys.modules['ray'] = None; from core.api import main; sys.exit(main(sys.argv[1:]))"
+
+
+def test_engine_ray_without_ray_serve_exits_2_with_the_install_command(fashion_index):
+    done = subprocess.run(
+        [sys.executable, "-c", WITHOUT_RAY, "--index", str(fashion_index), "--engine", "ray"],
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.startswith("error: --engine ray needs Ray Serve") and "pip install -r requirements-ray.txt" in done.stderr
+
+
+def test_cli_mistakes_exit_2_with_one_line(fashion_index, tmp_path, capsys):
+    from core.api import main
+
+    assert main(["--index", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == f"error: {tmp_path} is neither an index folder nor a folder of index folders.\n"
+    for args, message in ((["--replicas", "2"], "need --engine ray"), (["--engine", "ray", "--replicas", "0"], "at least 1")):
+        with pytest.raises(SystemExit) as stopped:
+            main(["--index", str(fashion_index), *args])
+        assert stopped.value.code == 2 and message in capsys.readouterr().err
