@@ -49,6 +49,7 @@ class SearchRequest(BaseModel):
     threshold: float | None = Field(None, ge=-1.0, le=1.0, description="drop hits whose image cosine is below this")
     use_captions: bool = Field(True, description="also search the catalog's captions (text queries)")
     catalog: str | None = Field(None, description="catalog name; the first one served by default")
+    with_vector: bool = Field(False, description="also return the vector that was searched with")
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -83,14 +84,17 @@ def hit_json(catalog: str, hit: Hit) -> dict:
     return record
 
 
-def result_json(catalog: str, result: SearchResult) -> dict:
-    return {
+def result_json(catalog: str, result: SearchResult, with_vector: bool = False) -> dict:
+    answer = {
         "hits": [hit_json(catalog, hit) for hit in result.hits],
         "mode": result.mode,
         "model": result.model,
         "below_threshold": result.below_threshold,
         "timings_ms": result.timings_ms,
     }
+    if with_vector and result.query_vector is not None:
+        answer["query_vector"] = result.query_vector.tolist()
+    return answer
 
 
 def create_app(service: SearchService, warm_up: bool = True) -> FastAPI:
@@ -148,7 +152,16 @@ def create_app(service: SearchService, warm_up: bool = True) -> FastAPI:
         )
         engine_service = ready_service()
         catalog = engine_service.engine(request.catalog).folder.name
-        return result_json(catalog, engine_service.search(query))
+        return result_json(catalog, engine_service.search(query), request.with_vector)
+
+    @app.get("/catalogs/{catalog}/table", summary="Every photo's id, caption and metadata, in row order")
+    def table(catalog: str) -> dict:
+        frame = service.engine(catalog).reader.metadata_table()
+        return {"columns": list(frame.columns), "rows": frame.to_numpy().tolist()}
+
+    @app.get("/catalogs/{catalog}/vectors", summary="Every photo's vector, in row order (.npy, float32)")
+    def vectors(catalog: str) -> FileResponse:
+        return FileResponse(service.vectors_file(catalog), media_type="application/octet-stream")
 
     @app.get("/products/{item_id}", summary="A product's photos (as hits, without scores)")
     def product(item_id: str, catalog: Annotated[str | None, QueryParam()] = None) -> dict:

@@ -129,6 +129,11 @@ class SearchService:
             raise NotFound(f"No photo {row} in catalog '{engine.folder.name}' (it has {engine.count}).")
         return engine.reader.hit(row)
 
+    def vectors_file(self, catalog: str) -> Path:
+        """The catalog's photo vectors as saved (.npy, no pickle): what the app's catalog map projects."""
+        engine = self.engine(catalog)
+        return engine.folder / f"{engine.manifest.image_entry.stem}.npy"
+
     def thumbnail_file(self, catalog: str, name: str) -> Path:
         """The thumbnail file `name` of a catalog: a plain file name inside its thumbnails folder, never a path."""
         engine = self.engine(catalog)

@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -21,7 +20,6 @@ from core.api_app import API_MAX_K, MAX_BODY_BYTES, create_app  # noqa: E402
 from core.images import DEFAULT_MAX_BYTES  # noqa: E402
 from core.models import MULTILINGUAL_KEY  # noqa: E402
 from core.service import NotFound, SearchService  # noqa: E402
-from tests.api_support import call, running_api  # noqa: E402
 from tests.test_cli import ROOT  # noqa: E402
 
 
@@ -154,28 +152,6 @@ def test_bad_requests_get_a_4xx_json_error(client):
     assert statuses == [422, 422, 413, 413, 413, 404, 404, 404, 404, 422, 404, 404, 404, 404, 405]
     for reply in replies:
         assert set(reply.json()) == {"error"} and reply.json()["error"]
-
-
-def test_a_real_server_gives_16_concurrent_clients_the_serial_answers(engine, fashion_index, fashion_catalog, tmp_path):
-    """Concurrent requests are encoded in shared batches; each still gets the in-process engine's answer."""
-    photos = [fashion_catalog.items[i].image_path for i in (400, 401, 402, 403)]
-    texts = ["red dress", "black leather shoes", "watch", "blue jeans", "white sneakers", "sports bag"]
-    queries = [{"text": text, "k": 5} for text in texts] + [{"image": photo_b64(photo), "k": 5} for photo in photos]
-    queries += [{"text": "rote Tasche", "model": MULTILINGUAL_KEY, "k": 4}, {"text": "", "k": 3}]
-    with running_api(["--index", str(fashion_index.parent)], tmp_path / "api.log") as url:
-        with ThreadPoolExecutor(16) as pool:
-            replies = list(pool.map(lambda query: call(f"{url}/search", query), queries + queries[::-1]))
-        assert call(f"{url}/health") == (200, {"status": "ok", "catalogs": ["fashion"]})
-        assert call(f"{url}/openapi.json")[0] == 200
-    for (status, answer), query in zip(replies, queries + queries[::-1], strict=True):
-        if not query["text" if "text" in query else "image"]:
-            assert status == 400 and set(answer) == {"error"}
-            continue
-        assert status == 200, answer
-        image = base64.b64decode(query["image"]) if "image" in query else None
-        expected = engine.search(text=query.get("text"), image=image, model=query.get("model", "clip-ViT-B-32"), k=query["k"])
-        assert [hit["id"] for hit in answer["hits"]] == [hit.id for hit in expected.hits]
-        assert [hit["score"] for hit in answer["hits"]] == pytest.approx([hit.score for hit in expected.hits], abs=1e-5)
 
 
 WITHOUT_RAY = "import sys; sys.modules['ray'] = None; from core.api import main; sys.exit(main(sys.argv[1:]))"
