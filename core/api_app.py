@@ -72,7 +72,7 @@ def _decode_image(text: str | None) -> bytes | None:
     except (binascii.Error, ValueError) as err:
         raise QueryError("The image must be the file's bytes in base64.") from err
     if len(data) > DEFAULT_MAX_BYTES:
-        raise ImageError(f"The image is too large (limit {DEFAULT_MAX_BYTES // (1 << 20)} MB).")
+        raise HTTPException(413, f"The image is too large (limit {DEFAULT_MAX_BYTES // (1 << 20)} MB).")
     return data
 
 
@@ -150,9 +150,9 @@ def create_app(service: SearchService, warm_up: bool = True) -> FastAPI:
             use_captions=request.use_captions,
             catalog=request.catalog,
         )
-        engine_service = ready_service()
-        catalog = engine_service.engine(request.catalog).folder.name
-        return result_json(catalog, engine_service.search(query), request.with_vector)
+        served = ready_service()
+        catalog = served.engine(request.catalog).folder.name
+        return result_json(catalog, served.search(query), request.with_vector)
 
     @app.get("/catalogs/{catalog}/table", summary="Every photo's id, caption and metadata, in row order")
     def table(catalog: str) -> dict:
@@ -224,7 +224,7 @@ def _add_error_handlers(app: FastAPI) -> None:
         RequestValidationError: lambda err: _error(422, _validation_message(err)),
         HTTPException: lambda err: _error(err.status_code, str(err.detail)),
         QueryError: lambda err: _error(400, str(err)),
-        ImageError: lambda err: _error(413 if "too large" in str(err) else 400, str(err)),
+        ImageError: lambda err: _error(400, str(err)),
         IndexMismatchError: lambda err: _error(400, str(err)),
         NotFound: lambda err: _error(404, str(err)),
         ModelLoadError: lambda err: _error(503, str(err)),

@@ -33,7 +33,11 @@ def call(url: str, body: dict | None = None, timeout: float = 60) -> tuple[int, 
         with urllib.request.urlopen(request, timeout=timeout) as reply:
             return reply.status, json.loads(reply.read())
     except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read())
+        body = err.read()
+        try:
+            return err.code, json.loads(body)
+        except ValueError:  # not the API answering (Ray Serve's proxy before the app is up)
+            return err.code, {"not_json": body.decode(errors="replace")}
 
 
 def wait_until_healthy(url: str, server: subprocess.Popen, log_path: Path, timeout_s: float = START_TIMEOUT_S) -> None:
