@@ -29,7 +29,7 @@ from core import settings
 from core.api_app import create_app
 from core.devices import set_cpu_threads
 from core.index import read_manifest
-from core.models import ModelSpec, get_encoder
+from core.models import ModelLoadError, ModelSpec, get_encoder
 from core.search import SearchEngine
 from core.service import SearchService, catalog_folders, searchable_models
 
@@ -93,9 +93,14 @@ class Ingress:
         remote = {key: RemoteEncoder(handle, await handle.facts.remote()) for key, handle in encoders.items()}
         for encoder in remote.values():
             encoder.image_encoder = remote.get(encoder.spec.image_tower, encoder)
+
+        def deployed(key: str, _device: str) -> RemoteEncoder:
+            if key not in remote:
+                raise ModelLoadError(f"Model '{key}' has no encoder deployment in this Serve application.")
+            return remote[key]
+
         self.service = SearchService(
-            [Path(folder) for folder in folders],
-            open_engine=lambda folder: SearchEngine(folder, load_encoder=lambda key, _device: remote[key]),
+            [Path(folder) for folder in folders], open_engine=lambda folder: SearchEngine(folder, load_encoder=deployed)
         )
 
     def __serve_build_asgi_app__(self):
