@@ -40,3 +40,8 @@ def local_device(device: str) -> str:
     """Where this process loads a model for `device` work done elsewhere (a Ray driver without the
     cluster's GPUs): the device itself when present here, else the CPU."""
     return device if device_available(device) else "cpu"
+
+
+def set_cpu_threads(threads: int) -> None:
+    """Intra-op threads of this process's models (a server's VITRINE_TORCH_THREADS, see the README's API section)."""
+    torch.set_num_threads(threads)

@@ -26,6 +26,7 @@ import numpy as np
 from PIL import Image
 
 from core import cli, quantize, settings
+from core.batching import MicroBatcher
 from core.descriptor import DESCRIPTOR_FILE, SELF_TOWER, DescriptorError, read_descriptor
 from core.devices import pick_device
 from core.images import limit_aspect_ratio
@@ -256,29 +257,28 @@ class Encoder:
         self.device = str(model.device)
         self.fast = fast
         self._probe: np.ndarray | None = None
-        # One forward pass at a time per model: concurrent passes (many visitors of one Space
-        # process) would oversubscribe the cores and make every one of them slower.
-        self._forward_lock = threading.Lock()
+        # One forward pass at a time per model, shared by concurrent callers (many visitors of one
+        # process): their inputs are batched together (core/batching.py) rather than queued one by one.
+        self._texts = MicroBatcher(self._encode_texts_now)
+        self._images = MicroBatcher(self._encode_images_now)
 
     def encode_texts(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         clipped = [text[:MAX_TEXT_CHARS] for text in texts]
-        with self._forward_lock:
-            vectors = self.model.encode(
-                clipped, batch_size=batch_size, normalize_embeddings=True, show_progress_bar=False
-            )
-        return np.asarray(vectors, dtype=np.float32).reshape(len(clipped), self.dim)
+        return self._texts(clipped, batch_size).reshape(len(clipped), self.dim)
 
     def encode_images(self, images: Sequence[Image.Image], batch_size: int = 32) -> np.ndarray:
         """Images go through this key's image tower (CLIP's, for the multilingual model)."""
         encoder = self.image_encoder
-        with encoder._forward_lock:
-            vectors = encoder.model.encode(
-                [limit_aspect_ratio(image) for image in images],
-                batch_size=batch_size,
-                normalize_embeddings=True,
-                show_progress_bar=False,
-            )
-        return np.asarray(vectors, dtype=np.float32).reshape(len(images), encoder.dim)
+        limited = [limit_aspect_ratio(image) for image in images]
+        return encoder._images(limited, batch_size).reshape(len(images), encoder.dim)
+
+    def _encode_texts_now(self, texts: list[str], batch_size: int) -> np.ndarray:
+        vectors = self.model.encode(texts, batch_size=batch_size, normalize_embeddings=True, show_progress_bar=False)
+        return np.asarray(vectors, dtype=np.float32).reshape(len(texts), self.dim)
+
+    def _encode_images_now(self, images: list[Image.Image], batch_size: int) -> np.ndarray:
+        vectors = self.model.encode(images, batch_size=batch_size, normalize_embeddings=True, show_progress_bar=False)
+        return np.asarray(vectors, dtype=np.float32).reshape(len(images), self.dim)
 
     def probe(self) -> np.ndarray:
         """The vector of a fixed sentence: a fingerprint of the exact weights (see core/weights.py).

@@ -22,7 +22,7 @@ import json
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -92,9 +92,16 @@ class _Ranking:
 class SearchEngine:
     """A query -> ranked hits over one index folder; safe to share between threads (and Streamlit sessions)."""
 
-    def __init__(self, reader: IndexReader | Path | str, device: str = "auto") -> None:
+    def __init__(
+        self,
+        reader: IndexReader | Path | str,
+        device: str = "auto",
+        load_encoder: Callable[[str, str], Encoder] = get_encoder,
+    ) -> None:
+        """`load_encoder(key, device)` gives the model of a key (this process's; Serve's replicas in core/serve.py)."""
         self.reader = reader if isinstance(reader, IndexReader) else IndexReader(reader)
         self.device = device
+        self._load_encoder = load_encoder
         self._checked_encoders: dict[str, Encoder] = {}
         self._tower_engines: dict[str, SearchEngine] = {}
         self._lock = threading.Lock()
@@ -122,7 +129,7 @@ class SearchEngine:
         """The model for `key`, loaded once and checked against the index (core/weights.py)."""
         with self._lock:
             if key not in self._checked_encoders:
-                encoder = get_encoder(key, self.device)
+                encoder = self._load_encoder(key, self.device)
                 check_fits(encoder, self.manifest, self.folder)
                 self._checked_encoders[key] = encoder
             return self._checked_encoders[key]

@@ -16,6 +16,8 @@ MODELS_DIR_ENV = "VITRINE_MODELS_DIR"
 INDEX_DIR_ENV = "VITRINE_INDEX_DIR"
 CACHE_DIR_ENV = "VITRINE_CACHE_DIR"
 FAST_PATH_ENV = "VITRINE_FAST_PATH"
+API_URL_ENV = "VITRINE_API_URL"
+TORCH_THREADS_ENV = "VITRINE_TORCH_THREADS"
 HUB_OFFLINE_ENV = "HF_HUB_OFFLINE"
 # Passed on to processes that load models elsewhere (Ray workers), so they find the same weights.
 MODEL_LOCATION_ENV = (MODELS_DIR_ENV, "HF_HOME", HUB_OFFLINE_ENV, "HF_ENDPOINT")
@@ -24,6 +26,9 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_INDEX_DIR = PROJECT_ROOT / "index_data"
 DEFAULT_CACHE_DIR = Path.home() / ".cache" / "vitrine"
 FAST_PATH_MODES = ("auto", "on", "off")
+# A server's torch threads per process (core/api.py, Serve replicas): one, measured in the README's
+# API section: requests run side by side, and more threads per forward pass only fight each other.
+DEFAULT_TORCH_THREADS = 1
 
 
 @dataclass(frozen=True)
@@ -35,6 +40,8 @@ class Settings:
     cache_dir: Path  # downloads and records Vitrine makes itself
     fast_path: str  # "auto", "on" or "off" (see core/fastpath.py)
     hub_offline: bool
+    api_url: str | None  # a Vitrine API the app sends its searches to, instead of loading models
+    torch_threads: int  # intra-op threads of a server process (the API, a Serve replica)
 
     @property
     def fastpath_record_dir(self) -> Path:
@@ -56,7 +63,17 @@ def current(environ: Mapping[str, str] = os.environ) -> Settings:
         cache_dir=_folder(environ.get(CACHE_DIR_ENV)) or DEFAULT_CACHE_DIR,
         fast_path=fast_path if fast_path in FAST_PATH_MODES else "auto",
         hub_offline=environ.get(HUB_OFFLINE_ENV, "").strip() == "1",
+        api_url=environ.get(API_URL_ENV, "").strip().rstrip("/") or None,
+        torch_threads=_positive_int(environ.get(TORCH_THREADS_ENV), DEFAULT_TORCH_THREADS),
     )
+
+
+def _positive_int(value: str | None, default: int) -> int:
+    try:
+        number = int((value or "").strip())
+    except ValueError:
+        return default
+    return number if number > 0 else default
 
 
 def model_location_env(environ: Mapping[str, str] = os.environ) -> dict[str, str]:

@@ -15,7 +15,11 @@ from ui import messages, resources, sidebar, state
 
 def open_catalog(when_none: Callable[[], None] | None = None) -> tuple[Path, SearchEngine] | None:
     """The chosen catalog and its engine, or None after saying why there is none."""
-    folders = resources.catalog_folders()
+    try:
+        folders = resources.catalog_folders()
+    except OSError as err:  # the API of a thin front end (VITRINE_API_URL) does not answer
+        messages.problem("The search service cannot be reached.", err)
+        return None
     if not folders:
         (when_none or _point_to_first_run)()
         return None

@@ -13,6 +13,7 @@ import streamlit as st
 from PIL import Image
 
 from core import settings
+from core.api_client import ApiClient, RemoteEngine
 from core.index import list_indexes, read_manifest
 from core.search import SearchEngine
 
@@ -25,13 +26,26 @@ def index_root() -> Path:
 
 
 def catalog_folders() -> list[Path]:
-    """Index folders ready to search; read on every run, so a catalog built meanwhile shows up."""
+    """Index folders ready to search; read on every run, so a catalog built meanwhile shows up.
+    With VITRINE_API_URL, the API's catalogs (by name: their folders live with the API)."""
+    api_url = settings.current().api_url
+    if api_url:
+        return [Path(info["name"]) for info in ApiClient(api_url).catalogs()]
     return list_indexes(index_root())
 
 
-def engine_for(folder: Path) -> SearchEngine:
-    """The engine of a folder; a rebuilt index (new manifest) gets a fresh engine."""
+def engine_for(folder: Path) -> SearchEngine | RemoteEngine:
+    """The engine of a folder; a rebuilt index (new manifest) gets a fresh engine.
+    With VITRINE_API_URL, the API's catalog of that name: searches go there, no model loads here."""
+    api_url = settings.current().api_url
+    if api_url:
+        return _remote_engine(api_url, folder.name)
     return _engine(str(folder), read_manifest(folder).created_at)
+
+
+@st.cache_resource(max_entries=8, ttl=60, show_spinner=False)
+def _remote_engine(api_url: str, catalog: str) -> RemoteEngine:
+    return ApiClient(api_url).engine(catalog)
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)
@@ -39,8 +53,11 @@ def _engine(folder: str, built_at: str) -> SearchEngine:
     return SearchEngine(folder)
 
 
-def ready_engine(folder: Path, model: str) -> SearchEngine:
-    """The engine with `model` loaded and warmed up, so the visitor's first query is as fast as the rest."""
+def ready_engine(folder: Path, model: str) -> SearchEngine | RemoteEngine:
+    """The engine with `model` loaded and warmed up, so the visitor's first query is as fast as the rest
+    (the API warms its own models)."""
+    if settings.current().api_url:
+        return engine_for(folder)
     built_at = read_manifest(folder).created_at
     engine = _engine(str(folder), built_at)
     _warm_up(str(folder), built_at, model)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from core.api_client import ApiUnavailable
 from core.images import ImageError
 from core.index import IndexMismatchError
 from core.models import MULTILINGUAL_KEY, ModelLoadError
@@ -99,6 +100,8 @@ def _search(
         messages.model_unavailable(err)
     except IndexMismatchError as err:
         messages.problem("This catalog does not fit the model.", err)
+    except ApiUnavailable as err:  # a thin front end's API (VITRINE_API_URL) stopped answering
+        messages.problem("The search service cannot be reached.", err)
     return None
 
 
