@@ -79,6 +79,6 @@ def run_python(code_or_args: list[str], env: dict[str, str]) -> subprocess.Compl
                           timeout=300)
 
 
-def hub_files(hf_home: Path) -> list[Path]:
+def files_under(hf_home: Path) -> list[Path]:
     """Whatever a hub call left in the cache folder (nothing, when it was refused as it should be)."""
     return [path for path in hf_home.rglob("*") if path.is_file()] if hf_home.exists() else []

@@ -12,7 +12,7 @@ from core import settings
 from core import models
 from core.models import CLIP_KEY, MULTILINGUAL_KEY, ModelLoadError
 
-from .models_env import hub_files, no_hub_env, run_python
+from .models_env import files_under, no_hub_env, run_python
 
 
 def test_registry_names_both_hub_models():
@@ -109,7 +109,7 @@ def test_hub_unreachable_gives_offline_remedy(tmp_path):
     assert loaded.returncode == 0, loaded.stderr
     assert "sentence-transformers/clip-ViT-B-32" in loaded.stdout and "VITRINE_MODELS_DIR" in loaded.stdout
     assert "Traceback" not in loaded.stdout + loaded.stderr
-    assert hub_files(tmp_path / "hf-home") == []
+    assert files_under(tmp_path / "hf-home") == []
 
 
 def test_download_command_saves_hub_layout(monkeypatch, tmp_path, tiny_models, capsys):
@@ -133,4 +133,4 @@ def test_download_without_network_exits_2(tmp_path, offline):
     fetched = run_python(["-m", "core.models", "download", "--to", str(tmp_path / "m"), "--models", CLIP_KEY], env)
     assert fetched.returncode == 2 and "could not be downloaded" in fetched.stderr
     assert "Traceback" not in fetched.stderr and len(fetched.stderr.strip().splitlines()) == 1
-    assert hub_files(tmp_path / "hf-home") == [] and hub_files(tmp_path / "m") == []
+    assert files_under(tmp_path / "hf-home") == [] and files_under(tmp_path / "m") == []
