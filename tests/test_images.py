@@ -22,6 +22,7 @@ from core.images import (
     read_image_bytes,
 )
 
+from .conftest import missing
 from .io_watch import decoders_started, files_opened
 
 RED, BLUE, GREEN, WHITE = (255, 0, 0), (0, 0, 255), (0, 255, 0), (255, 255, 255)
@@ -471,7 +472,7 @@ def test_image_error_is_a_value_error():
 
 def test_real_catalog_photos():
     if not FASHION_IMAGES.is_dir():
-        pytest.skip(f"shared fashion-products data not found at {FASHION_IMAGES}")
+        missing(f"shared fashion-products data not found at {FASHION_IMAGES}")
     paths = sorted(FASHION_IMAGES.glob("*.jpg"))[:20]
     assert len(paths) == 20
     for path in paths:
