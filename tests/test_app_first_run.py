@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from streamlit.elements.progress import ProgressMixin
 
 from core import settings
 from core import models
@@ -52,10 +53,18 @@ def test_first_run_explains_and_offers_both_ways(empty_index_dir):
     assert settings.MODELS_DIR_ENV in at.caption[0].value
 
 
-def test_indexing_a_folder_of_shared_photos_opens_the_search(empty_index_dir, fashion_dir):
+def test_indexing_a_folder_of_shared_photos_opens_the_search(empty_index_dir, fashion_dir, monkeypatch):
+    bar = []  # what the progress bar showed, update by update (the page reruns into the search once done)
+    draw = ProgressMixin.progress
+    monkeypatch.setattr(ProgressMixin, "progress", lambda dg, value, text=None, **kw: bar.append((value, text))
+                        or draw(dg, value, text, **kw))
     at = open_app()
     fill_folder_form(at, fashion_dir / "images", fashion_dir / "products.csv", name="My shop!", limit=PHOTOS)
     assert_no_exception(at)
+    images = [value for value, text in bar if text.startswith("Images:")]
+    index = [value for value, text in bar if text.startswith("Index:")]
+    assert (1.0, f"Images: {PHOTOS} of {PHOTOS}") in bar and images == sorted(images)
+    assert bar[-1][0] == 1.0 and bar[-1][1].startswith("Index:") and len(index) > 1 and index == sorted(index)
     assert (empty_index_dir / "My-shop" / "manifest.json").is_file()
     assert at.title[0].value == "Vitrine" and f"Indexed {PHOTOS} images" in texts(at, "success")[0]
     at.text_input(key="text").set_value("white skirt").run()

@@ -96,8 +96,9 @@ def test_cli_options_reach_the_build(tiny_models, fashion_dir, tmp_path, capsys,
             "--models", "clip-ViT-B-32"]
     assert cli.main([*args, "--out", str(tmp_path / "bf16"), "--precision", "bf16", "--workers", "0",
                      "--batch-size", "8", "--shard-size", "12", "--m", "8", "--ef-construction", "40"]) == 0
-    printed = capsys.readouterr().out
-    assert "Indexed 20 images" in printed and "Stages: decode" in printed and "encode" in printed
+    printed = capsys.readouterr()
+    assert "Indexed 20 images" in printed.out and "Stages: decode" in printed.out and "encode" in printed.out
+    assert "images: 100%" in printed.err and "20/20" in printed.err  # the tqdm progress bar
     manifest = read_manifest(tmp_path / "bf16")
     assert [e.stem for e in manifest.entries] == ["image__clip-ViT-B-32", "caption__clip-ViT-B-32"]
     assert (manifest.hnsw.m, manifest.hnsw.ef_construction) == (8, 40)
