@@ -28,10 +28,21 @@ def atomic_path(path: Path) -> Iterator[Path]:
         tmp_path.unlink(missing_ok=True)
 
 
+def _aside(target: Path) -> Path:
+    return target.with_name(f".{target.name}.old")
+
+
+def recover_folder(target: Path) -> None:
+    """Undo a swap cut short between its two renames (a kill): the old folder, set aside, returns."""
+    target, old = Path(target), _aside(Path(target))
+    if not target.exists() and old.is_dir():
+        os.replace(old, target)
+
+
 def replace_folder(staging: Path, target: Path) -> None:
     """Move a finished staging folder onto `target`; the old one goes only once the new one is there."""
     target = Path(target)
-    old = target.with_name(f".{target.name}.old")
+    old = _aside(target)
     shutil.rmtree(old, ignore_errors=True)
     if target.exists():
         os.replace(target, old)

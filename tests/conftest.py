@@ -1,10 +1,18 @@
-"""Session fixtures: tiny random models in the hub layouts, and an index over real photos."""
+"""Session fixtures: tiny random models in the hub layouts, and an index over real photos.
+
+Also the one rule for missing prerequisites (the shared photos, Chromium, Ray): a test that
+needs one skips with the reason, unless VITRINE_REQUIRE_ALL_TESTS=1 (set by .ci/run), where
+it fails instead, so that a CI machine without them cannot pass by skipping.
+"""
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 from pathlib import Path
+from types import ModuleType
+from typing import NoReturn
 
 import pytest
 
@@ -16,6 +24,24 @@ from core.random_models import make_models
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "fashion-products"
 INDEX_SIZE = 300
+RAY_MISSING = "ray[data] is not installed: pip install -r requirements-ray.txt"
+REQUIRE_ALL_ENV = "VITRINE_REQUIRE_ALL_TESTS"
+REQUIRE_ALL = os.environ.get(REQUIRE_ALL_ENV, "") == "1"
+
+
+def missing(reason: str) -> NoReturn:
+    """A prerequisite is absent: skip with the reason, or fail where every test must run."""
+    if REQUIRE_ALL:
+        pytest.fail(f"{reason} ({REQUIRE_ALL_ENV}=1: every test must run here)", pytrace=False)
+    pytest.skip(reason, allow_module_level=True)
+
+
+def need_module(name: str, reason: str) -> ModuleType:
+    """importorskip that obeys the same rule as missing()."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        missing(reason)
 
 
 @pytest.fixture(scope="session")
@@ -36,7 +62,7 @@ def tiny_models(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def fashion_dir() -> Path:
     if not (DATA_DIR / "products.csv").is_file():
-        pytest.skip(f"shared fashion-products data not found at {DATA_DIR}")
+        missing(f"shared fashion-products data not found at {DATA_DIR}")
     return DATA_DIR
 
 
@@ -56,7 +82,7 @@ def fashion_index(tiny_models, fashion_catalog, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def ray_cluster(tiny_models) -> str:
     """One local Ray (2 CPUs) for the whole session; its address lets a subprocess join it."""
-    ray = pytest.importorskip("ray", reason="ray[data] is not installed: pip install -r requirements-ray.txt")
+    ray = need_module("ray", RAY_MISSING)
     ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import shutil
 import sys
-import types
+from pathlib import Path
 
 import pytest
+from streamlit.elements.progress import ProgressMixin
 
 from core import settings
 from core import models
-from core.catalog import from_folder
+from core.index import read_manifest
 
 from .app_support import assert_no_exception, latency, open_app, result_images, texts
+from .hub_support import FILES, serve_hub, write_hub_repo
+from .models_env import closed_loopback_url, files_under
 
 PHOTOS = 24
 
@@ -50,10 +53,18 @@ def test_first_run_explains_and_offers_both_ways(empty_index_dir):
     assert settings.MODELS_DIR_ENV in at.caption[0].value
 
 
-def test_indexing_a_folder_of_shared_photos_opens_the_search(empty_index_dir, fashion_dir):
+def test_indexing_a_folder_of_shared_photos_opens_the_search(empty_index_dir, fashion_dir, monkeypatch):
+    bar = []  # what the progress bar showed, update by update (the page reruns into the search once done)
+    draw = ProgressMixin.progress
+    monkeypatch.setattr(ProgressMixin, "progress", lambda dg, value, text=None, **kw: bar.append((value, text))
+                        or draw(dg, value, text, **kw))
     at = open_app()
     fill_folder_form(at, fashion_dir / "images", fashion_dir / "products.csv", name="My shop!", limit=PHOTOS)
     assert_no_exception(at)
+    images = [value for value, text in bar if text.startswith("Images:")]
+    index = [value for value, text in bar if text.startswith("Index:")]
+    assert (1.0, f"Images: {PHOTOS} of {PHOTOS}") in bar and images == sorted(images)
+    assert bar[-1][0] == 1.0 and bar[-1][1].startswith("Index:") and len(index) > 1 and index == sorted(index)
     assert (empty_index_dir / "My-shop" / "manifest.json").is_file()
     assert at.title[0].value == "Vitrine" and f"Indexed {PHOTOS} images" in texts(at, "success")[0]
     at.text_input(key="text").set_value("white skirt").run()
@@ -118,30 +129,44 @@ def test_the_sample_without_its_downloader_says_so(empty_index_dir, monkeypatch)
     assert at.title[0].value == "Welcome to Vitrine"
 
 
-def test_the_sample_without_network_says_so(empty_index_dir, monkeypatch):
-    def unreachable(n, cache_dir=None):
-        raise OSError("Network is unreachable")
+def test_the_sample_without_network_says_so(empty_index_dir, sample_cache, monkeypatch):
+    """The real downloader against a hub address where nothing listens (offline mode: no retries)."""
+    from huggingface_hub import constants
 
-    monkeypatch.setitem(sys.modules, "core.sample", types.SimpleNamespace(sample_catalog=unreachable))
+    monkeypatch.setattr(constants, "ENDPOINT", closed_loopback_url())
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     at = open_app()
     at.form_submit_button[0].click().run()
+    assert_no_exception(at)
     said = texts(at, "error")[0].replace("\\", "")
-    assert "could not be downloaded (Network is unreachable)" in said and "index a folder" in said
+    assert "could not be downloaded" in said and "index a folder" in said
+    assert at.title[0].value == "Welcome to Vitrine" and files_under(sample_cache) == []
+    assert not any(empty_index_dir.glob("*/manifest.json"))
 
 
-def test_the_sample_size_choice_reaches_the_downloader(empty_index_dir, fashion_dir, monkeypatch):
-    asked = []
+@pytest.fixture(scope="module")
+def sample_hub_files(fashion_dir, tmp_path_factory) -> Path:
+    """A dataset of 2 x 110 rows: more than the smallest sample size (200), so the size cuts it."""
+    return write_hub_repo(fashion_dir, tmp_path_factory.mktemp("hub"), 110)
 
-    def from_the_hub(n, cache_dir=None):  # the hub download is the one thing replaced here
-        asked.append(n)
-        catalog = from_folder(fashion_dir / "images", fashion_dir / "products.csv", name="fashion-sample")
-        catalog.items = catalog.items[:PHOTOS]
-        return catalog
 
-    monkeypatch.setitem(sys.modules, "core.sample", types.SimpleNamespace(sample_catalog=from_the_hub))
+@pytest.fixture
+def sample_cache(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv(settings.CACHE_DIR_ENV, str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def test_the_sample_size_choice_builds_that_many_products(empty_index_dir, sample_hub_files, sample_cache, monkeypatch):
+    hub = serve_hub(monkeypatch, sample_hub_files)  # the two hub calls; the parquet path after them is real
     at = open_app()
     at.select_slider[0].set_value(200)
     at.form_submit_button[0].click().run()
     assert_no_exception(at)
-    assert asked == [200] and (empty_index_dir / "fashion-sample" / "manifest.json").is_file()
-    assert at.title[0].value == "Vitrine" and f"Indexed {PHOTOS} images" in texts(at, "success")[0]
+    assert hub.downloads == FILES
+    out = empty_index_dir / "fashion-sample"
+    assert at.title[0].value == "Vitrine" and "Indexed 199 images" in texts(at, "success")[0]
+    manifest = read_manifest(out)
+    assert manifest.photo_count == 199 and manifest.skipped_count == 1  # row 3 of the dataset is not an image
+    assert "first 200 products" in manifest.source and "ashraq/fashion-product-images-small" in manifest.source
+    at.text_input(key="text").set_value("white skirt").run()
+    assert latency(at).startswith("12 of 199 products by words") and result_images(at) == 12

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
+import numpy as np
+import pandas as pd
+import pyarrow as pa
 import pytest
 
 from core.build_index import build_index
 from core.catalog import from_folder
-from core.models import CLIP_KEY, MULTILINGUAL_KEY
+from core.models import CLIP_KEY, MULTILINGUAL_KEY, get_encoder
+from core.projection import Projection
 
 from .app_support import (
     app_index,  # noqa: F401  (fixture)
@@ -33,14 +38,30 @@ def browse_count(at) -> str:
     return next(c.value for c in at.caption if c.value.endswith("photos match."))
 
 
-def test_compare_shows_both_models_side_by_side_with_their_overlap(app_index):
+def words(text: str) -> str:
+    """Only the letters and digits of a text: markdown escapes and emphasis fall away."""
+    return re.sub(r"[^0-9a-z]+", " ", text.lower()).strip()
+
+
+def shows_in_order(grid, captions: list[str]) -> bool:
+    """Whether the grid's texts name these products, in this order (a long name may be cut short)."""
+    shown = iter(words(m.value) for m in grid.markdown)
+    return all(any(text and words(caption).startswith(text) for text in shown) for caption in captions)
+
+
+def test_compare_shows_both_models_side_by_side_with_their_overlap(app_index, engine):
     at = open_app({"q": "Sonnenbrille", "k": "8"}, page=COMPARE)
     assert [h.value for h in at.subheader] == [CLIP_KEY, MULTILINGUAL_KEY]
     images = [len(at.grid(key=f"compare-{model}").image) for model in (CLIP_KEY, MULTILINGUAL_KEY)]
     assert images == [8, 8]
+    # each column is that model's own search, and the overlap is counted from those searches
+    own = {model: engine.search(text="Sonnenbrille", model=model, k=8).hits for model in (CLIP_KEY, MULTILINGUAL_KEY)}
+    for model, hits in own.items():
+        assert shows_in_order(at.grid(key=f"compare-{model}"), [hit.caption for hit in hits])
+    shared = len({hit.id for hit in own[CLIP_KEY]} & {hit.id for hit in own[MULTILINGUAL_KEY]})
+    assert [hit.id for hit in own[CLIP_KEY]] != [hit.id for hit in own[MULTILINGUAL_KEY]]
     (overlap,) = at.metric
-    badges = [m.value for m in at.markdown if m.value.endswith("in both]")]
-    assert overlap.label == "In the top 8 of every model" and overlap.value == f"{len(badges) // 2} of 8"
+    assert overlap.label == "In the top 8 of every model" and overlap.value == f"{shared} of 8"
 
 
 def test_compare_without_words_explains(app_index):
@@ -79,13 +100,28 @@ def test_more_like_this_from_the_catalog_opens_the_search(app_index):
     assert latency(at).startswith("12 of 300 products by photo") and product not in result_ids(at)
 
 
-def test_the_map_places_the_latest_query(app_index):
+def chart_data(at, name: str) -> pd.DataFrame:
+    """A named dataset of the page's one chart (Streamlit sends the rows beside the spec, as Arrow)."""
+    (chart,) = at.get("vega_lite_chart")
+    (dataset,) = [d for d in chart.proto.datasets if d.name == name]
+    return pa.ipc.open_stream(dataset.data.data).read_pandas()
+
+
+@pytest.mark.parametrize(("query", "model"), [("red dress", CLIP_KEY), ("rotes Kleid", MULTILINGUAL_KEY)])
+def test_the_map_places_the_latest_query_at_its_projection(app_index, engine, query, model):
     at = open_app(page=CATALOG)
     assert [layer["mark"]["type"] for layer in chart_spec(at)["layer"]] == ["circle"]
-    at = open_app({"q": "red dress"}, page=CATALOG)
+    at = open_app({"q": query, "model": model}, page=CATALOG)
     layers = chart_spec(at)["layer"]
     assert [layer["mark"]["type"] for layer in layers] == ["circle", "point", "text"]
     assert at.selectbox(key="map_colour").value == "masterCategory"
+    (marker,) = chart_data(at, layers[1]["data"]["name"]).to_dict("records")
+    projection = Projection.fit(np.asarray(engine.reader.image_vectors))
+    expected = projection.transform(get_encoder(model).encode_texts([query]))[0]
+    assert query in marker["label"]
+    np.testing.assert_allclose([marker["x"], marker["y"]], expected, atol=1e-4)
+    photos = chart_data(at, layers[0]["data"]["name"])
+    np.testing.assert_allclose(photos[["x", "y"]].to_numpy(), projection.transform(engine.reader.image_vectors), atol=1e-4)
 
 
 @pytest.fixture

@@ -156,3 +156,34 @@ def test_a_high_threshold_says_no_confident_match(app_index):
     assert result_images(at) == 0 and "No confident match" in texts(at, "warning")[0]
     at.slider(key="threshold").set_value(0.0).run()
     assert not texts(at, "warning")
+
+
+def test_the_multilingual_model_loads_only_when_first_chosen_and_each_model_warms_up_once(app_index, monkeypatch):
+    import streamlit as st
+
+    from core import models
+    from core.search import SearchEngine
+    from ui.resources import WARM_UP_TEXT
+
+    st.cache_resource.clear()  # a fresh server process: no engine, no warm-up, no model loaded yet
+    models.clear_cache()
+    loaded, searches = [], []
+    load, search = models.load_encoder, SearchEngine.search
+    monkeypatch.setattr(models, "load_encoder", lambda key, *args, **kw: loaded.append(key) or load(key, *args, **kw))
+    monkeypatch.setattr(SearchEngine, "search", lambda engine, **query: searches.append(
+        (query.get("model", CLIP_KEY), query.get("text"), query.get("image") is not None)) or search(engine, **query))
+
+    at = open_app({"q": "blue shirt"})
+    assert loaded == [CLIP_KEY] and latency(at).startswith("12 of 300 products")
+    warm_up = [(CLIP_KEY, WARM_UP_TEXT, False), (CLIP_KEY, None, True)]  # both towers run once
+    assert searches == [*warm_up, (CLIP_KEY, "blue shirt", False)]
+    at.text_input(key="text").set_value("red shoes").run()
+    assert loaded == [CLIP_KEY] and searches[-1] == (CLIP_KEY, "red shoes", False) and len(searches) == 4
+
+    at.selectbox(key="model").set_value(MULTILINGUAL_KEY).run()
+    assert_no_exception(at)
+    assert loaded == [CLIP_KEY, MULTILINGUAL_KEY]
+    assert searches[4:] == [(MULTILINGUAL_KEY, WARM_UP_TEXT, False), (MULTILINGUAL_KEY, None, True),
+                            (MULTILINGUAL_KEY, "red shoes", False)]
+    at.selectbox(key="model").set_value(CLIP_KEY).run()
+    assert searches[7:] == [(CLIP_KEY, "red shoes", False)]  # warmed up already: no second warm-up

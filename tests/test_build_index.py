@@ -6,6 +6,7 @@ import csv
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
@@ -13,10 +14,12 @@ from PIL import Image
 from core import build_index as cli
 from core.build_index import build_index
 from core.catalog import Catalog, CatalogError, CatalogItem, from_folder
-from core.index import read_manifest
+from core.index import IndexReader, read_manifest
 from core.models import ModelLoadError
 from core.pipeline import BuildError
+from core.pipeline.executor import CatalogRows
 from core.pipeline.thumbnails import THUMBNAIL_PX
+from core.pipeline.writer import ShardWriter
 
 GOOD = 6
 
@@ -80,16 +83,31 @@ def test_thumbnails_are_small_webp_files_beside_the_index(messy):
     assert len(list((out / "thumbnails").iterdir())) == len(items) - 1
 
 
-def test_cli_options_reach_the_build(tiny_models, fashion_dir, tmp_path, capsys):
-    out = tmp_path / "idx"
-    args = ["--images", str(fashion_dir / "images"), "--captions", str(fashion_dir / "products.csv"), "--out", str(out)]
-    assert cli.main([*args, "--limit", "20", "--models", "clip-ViT-B-32", "--precision", "bf16", "--workers", "0",
-                     "--batch-size", "8", "--shard-size", "8", "--m", "8", "--ef-construction", "40"]) == 0
-    printed = capsys.readouterr().out
-    assert "Indexed 20 images" in printed and "Stages: decode" in printed and "encode" in printed
-    manifest = read_manifest(out)
+def test_cli_options_reach_the_build(tiny_models, fashion_dir, tmp_path, capsys, monkeypatch):
+    """Each option's effect, watched on the real stages: what the reader reads where, what the writer writes."""
+    batches_read_here, shards_written = [], []
+    read_batch, write_shard = CatalogRows.__getitem__, ShardWriter.write
+    monkeypatch.setattr(CatalogRows, "__getitem__",  # runs in this process only with --workers 0
+                        lambda rows, task: batches_read_here.append(len(task.positions)) or read_batch(rows, task))
+    monkeypatch.setattr(ShardWriter, "write",
+                        lambda writer, number, rows, vectors: shards_written.append((number, len(rows)))
+                        or write_shard(writer, number, rows, vectors))
+    args = ["--images", str(fashion_dir / "images"), "--captions", str(fashion_dir / "products.csv"), "--limit", "20",
+            "--models", "clip-ViT-B-32"]
+    assert cli.main([*args, "--out", str(tmp_path / "bf16"), "--precision", "bf16", "--workers", "0",
+                     "--batch-size", "8", "--shard-size", "12", "--m", "8", "--ef-construction", "40"]) == 0
+    printed = capsys.readouterr()
+    assert "Indexed 20 images" in printed.out and "Stages: decode" in printed.out and "encode" in printed.out
+    assert "images: 100%" in printed.err and "20/20" in printed.err  # the tqdm progress bar
+    manifest = read_manifest(tmp_path / "bf16")
     assert [e.stem for e in manifest.entries] == ["image__clip-ViT-B-32", "caption__clip-ViT-B-32"]
     assert (manifest.hnsw.m, manifest.hnsw.ef_construction) == (8, 40)
+    assert shards_written == [(0, 12), (1, 8)]  # --shard-size 12 (the default would be one shard of 20)
+    assert batches_read_here == [8, 4, 8]  # --batch-size 8 within each shard, read here: --workers 0
+
+    assert cli.main([*args, "--out", str(tmp_path / "fp32"), "--precision", "fp32", "--workers", "0"]) == 0
+    bf16, fp32 = (IndexReader(tmp_path / name).image_vectors for name in ("bf16", "fp32"))
+    assert np.abs(bf16 - fp32).max() > 1e-3 and (bf16 * fp32).sum(axis=1).min() > 0.99  # --precision bf16 ran
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -27,6 +30,7 @@ from core.quality.metrics import recall_at, target_ranks
 from core.search import SearchEngine
 from core.training.pairs import decode_images, training_pairs
 
+from .app_support import ROOT
 from .models_env import copy_hub_models, models_dir_set
 
 # Sizes chosen so the tiny random CLIP reliably learns within seconds (see the gain test).
@@ -139,8 +143,25 @@ def test_the_multilingual_text_encoder_learns_against_frozen_clip_image_vectors(
     )
 
 
-class Killed(Exception):
-    """Stands in for a run killed after its first checkpoint."""
+# `python -m core.finetune ARGS`, SIGKILLed (with its process group, as a power cut would) inside the
+# folder swap of the Nth checkpoint: the previous checkpoint moved aside, the new one not yet in place.
+KILLED_FINETUNE = """
+import os, runpy, signal, sys
+
+kill_at, args = int(sys.argv[1]), sys.argv[2:]
+real_replace, swaps = os.replace, []
+
+def replace(source, target):
+    if str(source).endswith(".staging"):
+        swaps.append(target)
+        if len(swaps) == kill_at:
+            os.killpg(0, signal.SIGKILL)
+    real_replace(source, target)
+
+os.replace = replace
+sys.argv = ["core.finetune", *args]
+runpy.run_module("core.finetune", run_name="__main__", alter_sys=True)
+"""
 
 
 def _same_training(first, second) -> None:
@@ -152,24 +173,33 @@ def _same_training(first, second) -> None:
     assert a.keys() == b.keys() and all(torch.equal(a[name], b[name]) for name in a)
 
 
-def test_stopped_and_killed_runs_resume_to_the_uninterrupted_result(german_run, german_config, fashion_catalog, models_root):
+def test_stopped_and_killed_runs_resume_to_the_uninterrupted_result(
+    german_run, german_config, fashion_catalog, fashion_dir, models_root
+):
     config = replace(german_config, out=models_root / "resumed", epochs=2)
     assert finetune(fashion_catalog, config, progress=False, log=quiet).epochs == 2
 
-    def killed_after_epoch_3(line: str) -> None:
-        if line.startswith("epoch 3"):
-            raise Killed
+    resumed = finetune(fashion_catalog, replace(config, epochs=german_config.epochs, resume=True), progress=False, log=quiet)
+    _same_training(german_run, resumed)
 
-    longer = replace(config, epochs=german_config.epochs, resume=True)
-    with pytest.raises(Killed):
-        finetune(fashion_catalog, longer, progress=False, log=killed_after_epoch_3)
+    killed_out = models_root / "killed"
+    cli_args = [*catalog_args(fashion_dir, FAST["limit"]), "--base", MULTILINGUAL_KEY, "--out", str(killed_out),
+                "--epochs", str(german_config.epochs), "--batch-size", str(FAST["batch_size"]), "--lr", "3e-3",
+                "--val-fraction", str(FAST["val_fraction"]), "--seed", str(FAST["seed"]), "--quiet"]
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_FINETUNE, "4", *cli_args],  # swaps: before training, epochs 1, 2, 3
+        cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, start_new_session=True, capture_output=True, text=True,
+        timeout=600,
+    )
+    assert killed.returncode == -9, killed.stderr
+    assert not (killed_out / CHECKPOINT_DIR).exists(), "the kill must land between the two renames of the swap"
+    longer = replace(german_config, out=killed_out, resume=True)
     resumed = finetune(fashion_catalog, longer, progress=False, log=quiet)
     assert resumed.epochs == german_run.epochs and resumed.before == german_run.before
     _same_training(german_run, resumed)
-    assert np.array_equal(
-        SentenceTransformer(str(config.out)).encode(["rotes Kleid"]),
-        SentenceTransformer(german_run.out).encode(["rotes Kleid"]),
-    )
+    expected = SentenceTransformer(german_run.out).encode(["rotes Kleid"])
+    for out in (config.out, killed_out):
+        assert np.array_equal(SentenceTransformer(str(out)).encode(["rotes Kleid"]), expected)
 
 
 def test_no_improvement_stops_early_and_keeps_the_base_weights(fashion_catalog, models_root):

@@ -12,6 +12,8 @@ from core import settings
 from core import models
 from core.models import CLIP_KEY, MULTILINGUAL_KEY, ModelLoadError
 
+from .models_env import files_under, no_hub_env, run_python
+
 
 def test_registry_names_both_hub_models():
     assert models.REGISTRY[CLIP_KEY].hub_id == "sentence-transformers/clip-ViT-B-32"
@@ -61,8 +63,7 @@ def test_device_auto_selection_falls_back_to_cpu_and_honours_a_request():
 
 @pytest.fixture
 def isolated_models(monkeypatch, tmp_path):
-    """A fresh model cache and no hub cache, restored afterwards."""
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    """A fresh model cache, restored afterwards (these tests set VITRINE_MODELS_DIR: no hub call)."""
     models.clear_cache()
     yield
     models.clear_cache()
@@ -93,13 +94,22 @@ def test_folder_without_modules_json_is_refused(isolated_models, monkeypatch, tm
         models.get_encoder(CLIP_KEY, "cpu")
 
 
-def test_hub_unreachable_gives_offline_remedy(isolated_models, monkeypatch):
-    monkeypatch.delenv(settings.MODELS_DIR_ENV, raising=False)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(ModelLoadError) as err:
-        models.get_encoder(MULTILINGUAL_KEY, "cpu")
-    assert "sentence-transformers/clip-ViT-B-32" in str(err.value)
-    assert "Traceback" not in str(err.value) and "VITRINE_MODELS_DIR" in str(err.value)
+LOAD_AND_REPORT = f"""
+from core import models
+try:
+    models.get_encoder({MULTILINGUAL_KEY!r}, "cpu")
+except models.ModelLoadError as err:
+    print(err)
+"""
+
+
+def test_hub_unreachable_gives_offline_remedy(tmp_path):
+    # HF_HUB_OFFLINE only: without it, the hub library retries each file for about two minutes first
+    loaded = run_python(["-c", LOAD_AND_REPORT], no_hub_env(tmp_path / "hf-home", offline=True))
+    assert loaded.returncode == 0, loaded.stderr
+    assert "sentence-transformers/clip-ViT-B-32" in loaded.stdout and "VITRINE_MODELS_DIR" in loaded.stdout
+    assert "Traceback" not in loaded.stdout + loaded.stderr
+    assert files_under(tmp_path / "hf-home") == []
 
 
 def test_download_command_saves_hub_layout(monkeypatch, tmp_path, tiny_models, capsys):
@@ -117,8 +127,10 @@ def test_download_command_saves_hub_layout(monkeypatch, tmp_path, tiny_models, c
     assert "VITRINE_MODELS_DIR=" in capsys.readouterr().out
 
 
-def test_download_without_network_exits_2(monkeypatch, tmp_path, capsys):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
-    assert models.main(["download", "--to", str(tmp_path / "m"), "--models", CLIP_KEY]) == 2
-    assert "could not be downloaded" in capsys.readouterr().err
+@pytest.mark.parametrize("offline", [True, False], ids=["HF_HUB_OFFLINE", "no-network"])
+def test_download_without_network_exits_2(tmp_path, offline):
+    env = no_hub_env(tmp_path / "hf-home", offline=offline)
+    fetched = run_python(["-m", "core.models", "download", "--to", str(tmp_path / "m"), "--models", CLIP_KEY], env)
+    assert fetched.returncode == 2 and "could not be downloaded" in fetched.stderr
+    assert "Traceback" not in fetched.stderr and len(fetched.stderr.strip().splitlines()) == 1
+    assert files_under(tmp_path / "hf-home") == [] and files_under(tmp_path / "m") == []

@@ -34,12 +34,12 @@ from core.pipeline.progress import BuildProgress
 from core.pipeline.reader import RowRecord
 from core.pipeline.writer import ShardWriter, read_shard
 from core.search import SearchEngine
-from tests.conftest import INDEX_SIZE
+from tests.conftest import INDEX_SIZE, RAY_MISSING, need_module
 from tests.test_build_resume import index_files, work_folders
 from tests.test_cli import ROOT
-from tests.test_sample import HF_SCHEMA
+from tests.hub_support import HF_SCHEMA
 
-pytest.importorskip("ray", reason="ray[data] is not installed: pip install -r requirements-ray.txt")
+need_module("ray", RAY_MISSING)
 
 from core.pipeline.ray_executor import RayExecutor, ShardRows, _check_reachable  # noqa: E402
 

@@ -16,6 +16,8 @@ from core.quality.metrics import (
     target_ranks,
 )
 
+PINNED_HELD_OUT_OF_FIRST_40 = [10, 38, 39]  # ids "0".."39" at fraction 0.1
+
 
 def unit(*angles_deg: float) -> np.ndarray:
     radians = np.radians(angles_deg)
@@ -89,6 +91,9 @@ def test_holdout_split_is_stable_nested_and_near_the_fraction():
     assert 0.09 < small.mean() < 0.11 and 0.19 < large.mean() < 0.21
     assert not (small & ~large).any()
     assert held_out_mask(reversed(ids), 0.1).tolist() == small[::-1].tolist()
-    assert 0.0 <= holdout_position("10000") < 1.0 and holdout_position("10000") == holdout_position("10000")
+    # pinned: a changed split would let evaluation query products that an earlier fine-tune trained on
+    assert holdout_position("10000") == pytest.approx(0.37941402896737375, abs=1e-15)
+    assert holdout_position("15970") == pytest.approx(0.9196175862382479, abs=1e-15)
+    assert held_out_mask(ids, 0.1)[:40].nonzero()[0].tolist() == PINNED_HELD_OUT_OF_FIRST_40
     with pytest.raises(ValueError, match="fraction"):
         held_out_mask(ids, 0.0)

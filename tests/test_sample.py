@@ -6,12 +6,9 @@ ashraq/fashion-product-images-small; everything after the download is the real c
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from core import build_index as cli
@@ -20,72 +17,22 @@ from core.settings import CACHE_DIR_ENV
 from core.sample import SAMPLE_DATASET, SampleDownloadError, sample_catalog
 from core.search import SearchEngine
 
-FILES = ["data/train-00000-of-00002.parquet", "data/train-00001-of-00002.parquet"]
-ROWS_PER_FILE = 25
-BAD_ROW = 3  # its image bytes are not an image
+from .hub_support import FILES, serve_hub, write_hub_repo
 
-HF_SCHEMA = pa.schema([
-    ("id", pa.int64()), ("gender", pa.string()), ("masterCategory", pa.string()), ("subCategory", pa.string()),
-    ("articleType", pa.string()), ("baseColour", pa.string()), ("season", pa.string()), ("year", pa.float64()),
-    ("usage", pa.string()), ("productDisplayName", pa.string()),
-    ("image", pa.struct([("bytes", pa.binary()), ("path", pa.string())])),
-])
+ROWS_PER_FILE = 25
 
 
 @pytest.fixture(scope="module")
 def hub_files(fashion_dir, tmp_path_factory) -> Path:
     """The dataset repo as the hub would serve it: two parquet files and a README."""
-    repo = tmp_path_factory.mktemp("hub")
-    products = pd.read_csv(fashion_dir / "products.csv", dtype=str).head(len(FILES) * ROWS_PER_FILE)
-    for n, name in enumerate(FILES):
-        part = products.iloc[n * ROWS_PER_FILE : (n + 1) * ROWS_PER_FILE]
-        images = [{"bytes": (fashion_dir / "images" / f"{i}.jpg").read_bytes(), "path": f"{i}.jpg"} for i in part["id"]]
-        if n == 0:
-            images[BAD_ROW] = {"bytes": b"<html>rate limited</html>", "path": None}
-        table = pa.table({
-            "id": part["id"].astype(int).tolist(), "gender": part["gender"].tolist(),
-            "masterCategory": part["masterCategory"].tolist(), "subCategory": part["subCategory"].tolist(),
-            "articleType": part["productDisplayName"].str.split().str[-1].tolist(),
-            "baseColour": part["baseColour"].tolist(), "season": part["season"].tolist(),
-            "year": [2012.0] * len(part), "usage": part["usage"].tolist(),
-            "productDisplayName": part["productDisplayName"].tolist(), "image": images,
-        }, schema=HF_SCHEMA)
-        (repo / name).parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(table, repo / name)
-    (repo / "README.md").write_text("dataset card")
-    return repo
+    return write_hub_repo(fashion_dir, tmp_path_factory.mktemp("hub"), ROWS_PER_FILE)
 
 
 @pytest.fixture
 def hub(hub_files, monkeypatch, tmp_path):
     """Stand-ins for the two hub calls; records the downloads. Set `hub.down = True` for no network."""
-    import huggingface_hub
-
-    class Hub:
-        down = False
-        downloads: list[str] = []
-
-    def list_repo_files(self, repo_id, repo_type=None, **_):
-        assert (repo_id, repo_type) == (SAMPLE_DATASET, "dataset")
-        if Hub.down:
-            raise ConnectionError("Failed to resolve 'huggingface.co'\nmore detail")
-        return ["README.md", *reversed(FILES)]
-
-    def hf_hub_download(repo_id, filename, repo_type=None, local_dir=None, **_):
-        assert (repo_id, repo_type) == (SAMPLE_DATASET, "dataset")
-        if Hub.down:
-            raise ConnectionError("Failed to resolve 'huggingface.co'")
-        Hub.downloads.append(filename)
-        target = Path(local_dir) / filename
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(hub_files / filename, target)
-        return str(target)
-
-    Hub.downloads = []
-    monkeypatch.setattr(huggingface_hub.HfApi, "list_repo_files", list_repo_files)
-    monkeypatch.setattr(huggingface_hub, "hf_hub_download", hf_hub_download)
     monkeypatch.setenv(CACHE_DIR_ENV, str(tmp_path / "cache"))
-    return Hub
+    return serve_hub(monkeypatch, hub_files)
 
 
 def test_sample_downloads_only_the_files_the_first_rows_need(hub, tmp_path):

@@ -97,9 +97,20 @@ def test_blend_vector_is_the_normalised_mix(engine, fashion_dir):
     assert [h.score for h in result.hits] == pytest.approx((vectors[expected] @ mix).tolist(), abs=1e-5)
 
 
-def test_multilingual_text_search(engine):
-    result = engine.search(text="rotes Sommerkleid für Damen", model=MULTILINGUAL_KEY, k=5)
-    assert len(result.hits) == 5 and result.model == MULTILINGUAL_KEY
+@pytest.mark.parametrize("model", [MULTILINGUAL_KEY, CLIP_KEY])
+def test_the_chosen_model_encodes_the_words_and_picks_the_caption_index(engine, model):
+    text = "rotes Sommerkleid für Damen"
+    result = engine.search(text=text, model=model, k=5)
+    assert len(result.hits) == 5 and result.model == model
+    own = models.get_encoder(model).encode_texts([text])[0]
+    other = models.get_encoder(CLIP_KEY if model == MULTILINGUAL_KEY else MULTILINGUAL_KEY).encode_texts([text])[0]
+    np.testing.assert_allclose(result.query_vector, own, atol=1e-5)
+    assert np.abs(own - other).max() > 1e-2  # the two models disagree, so the check above tells them apart
+    by_image = [h.row for h in result.hits]
+    assert [h.score for h in result.hits] == pytest.approx((np.asarray(engine.reader.image_vectors)[by_image] @ own).tolist(), abs=1e-5)
+    caption_rows, _ = engine.reader.caption_index(model).search(own, 2 * 5 + 16)
+    matched_by_caption = {h.row for h in result.hits if "caption" in h.matched}
+    assert caption_rows[0][0] in matched_by_caption and matched_by_caption <= set(caption_rows[0].tolist())
 
 
 def test_threshold_gives_an_honest_no_confident_match(engine):

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from core.atomic import replace_folder
+from core.atomic import recover_folder, replace_folder
 
 CHECKPOINT_DIR = "checkpoint"
 STATE_FILE = "state.json"
@@ -67,6 +67,7 @@ def save_checkpoint(folder: Path, checkpoint: Checkpoint) -> None:
 
 def load_checkpoint(folder: Path, settings: dict) -> Checkpoint:
     """The checkpoint in `folder`, refused when it was made with other `settings`."""
+    recover_folder(folder)
     if not (folder / STATE_FILE).is_file():
         raise CheckpointError(f"Nothing to resume: {folder} holds no checkpoint. Run without --resume to start.")
     try:
