@@ -5,8 +5,7 @@
 
 import streamlit as st
 
-from ui import nav, search_page
+from ui import nav
 
 st.set_page_config(page_title="Vitrine · product search", page_icon="🛍️", layout="wide")
-nav.sidebar_links()
-search_page.render()
+nav.run()

@@ -1,9 +1,5 @@
-"""Compare models: one description, every model side by side."""
+"""Compare models: one description, every model side by side (listed in ui/nav.py)."""
 
-import streamlit as st
+from ui import compare_page
 
-from ui import compare_page, nav
-
-st.set_page_config(page_title="Vitrine · compare models", page_icon="🛍️", layout="wide")
-nav.sidebar_links()
 compare_page.render()

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import shutil
-import sys
-import types
 
 import pytest
 
 from core import settings
-from core import models
+from core import models, sample
 from core.catalog import from_folder
 
 from .app_support import assert_no_exception, latency, open_app, result_images, texts
@@ -109,20 +107,11 @@ def test_without_models_the_search_page_shows_the_offline_remedy(fashion_index, 
     assert at.button[-1].label == "Try again" and result_images(at) == 0
 
 
-def test_the_sample_without_its_downloader_says_so(empty_index_dir, monkeypatch):
-    monkeypatch.setitem(sys.modules, "core.sample", None)  # import fails as if the module were absent
-    at = open_app()
-    at.form_submit_button[0].click().run()
-    assert_no_exception(at)
-    assert "no sample-catalog downloader" in texts(at, "error")[0].replace("\\", "")
-    assert at.title[0].value == "Welcome to Vitrine"
-
-
 def test_the_sample_without_network_says_so(empty_index_dir, monkeypatch):
     def unreachable(n, cache_dir=None):
         raise OSError("Network is unreachable")
 
-    monkeypatch.setitem(sys.modules, "core.sample", types.SimpleNamespace(sample_catalog=unreachable))
+    monkeypatch.setattr(sample, "sample_catalog", unreachable)
     at = open_app()
     at.form_submit_button[0].click().run()
     said = texts(at, "error")[0].replace("\\", "")
@@ -138,7 +127,7 @@ def test_the_sample_size_choice_reaches_the_downloader(empty_index_dir, fashion_
         catalog.items = catalog.items[:PHOTOS]
         return catalog
 
-    monkeypatch.setitem(sys.modules, "core.sample", types.SimpleNamespace(sample_catalog=from_the_hub))
+    monkeypatch.setattr(sample, "sample_catalog", from_the_hub)
     at = open_app()
     at.select_slider[0].set_value(200)
     at.form_submit_button[0].click().run()

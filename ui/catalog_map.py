@@ -11,6 +11,7 @@ import streamlit as st
 
 from core.projection import Projection
 from core.search import SearchEngine
+from ui import state
 
 MAP_POINTS = 3000  # enough to see the shape; more only slows the browser
 MAX_COLOURS = 20
@@ -52,7 +53,7 @@ def render_map(engine: SearchEngine, query: tuple[str, np.ndarray] | None) -> No
     built_at = engine.manifest.created_at
     cmap = catalog_map(str(engine.folder), built_at, engine)
     columns = colour_columns(cmap.points)
-    colour = st.selectbox("Colour by", columns, key="map_colour", width=280) if columns else None
+    colour = st.selectbox("Colour by", columns, key=state.MAP_COLOUR, width=280) if columns else None
     # chart fields get fixed names: Vega-Lite reads '.', ':' and brackets in a name as syntax
     data = cmap.points[["x", "y", "caption"]].assign(group=cmap.points[colour] if colour else "")
     x_share, y_share = cmap.projection.explained
@@ -76,7 +77,7 @@ def render_map(engine: SearchEngine, query: tuple[str, np.ndarray] | None) -> No
             .encode(tooltip=["label:N"]),
             spot.mark_text(dy=-22, fontWeight="bold", fontSize=13, color=QUERY_COLOUR).encode(text="label:N"),
         ]
-    st.altair_chart(alt.layer(*layers), height=520, key="catalog_map")
+    st.altair_chart(alt.layer(*layers), height=520, key=state.MAP_CHART)
     if query is None:
         st.caption("Search on the search page, and your query appears on this map.")
     else:

@@ -7,16 +7,15 @@ import pandas as pd
 import streamlit as st
 
 from core.search import SearchEngine
-from ui import catalog_context, catalog_map, query_inputs, results, search_page
+from ui import catalog_context, catalog_map, query_inputs, results, state
 from ui.text import plain
 
 PAGE_SIZE = 24
 MAX_FILTER_VALUES = 40
-GO_SEARCH = "_go_search"
 
 
 def render() -> None:
-    if st.session_state.pop(GO_SEARCH, False):
+    if st.session_state.pop(state.GO_SEARCH, False):
         st.switch_page("app.py")
     st.title("Catalog", anchor=False)
     opened = catalog_context.open_catalog()
@@ -27,16 +26,15 @@ def render() -> None:
     st.subheader("Browse", anchor=False)
     _browse(engine)
     st.subheader("Map of the photos", anchor=False)
-    catalog_map.render_map(engine, st.session_state.get(search_page.LAST_QUERY))
+    catalog_map.render_map(engine, st.session_state.get(state.LAST_QUERY))
 
 
 def _facts(engine: SearchEngine) -> None:
     """Items, models, build date and HNSW settings, as the manifest records them."""
     manifest = engine.manifest
-    catalog = manifest.catalog
     with st.container(horizontal=True):
-        st.metric("Products", f"{catalog.get('products', engine.count):,}", border=True)
-        st.metric("Photos", f"{engine.count:,}", border=True)
+        st.metric("Products", f"{manifest.product_count:,}", border=True)
+        st.metric("Photos", f"{engine.reader.count:,}", border=True)
         st.metric("Models", len(manifest.models) or len(engine.models), border=True)
         st.metric("Built", manifest.created_at[:10], border=True, help=manifest.created_at)
         st.metric(
@@ -45,7 +43,7 @@ def _facts(engine: SearchEngine) -> None:
         )
     indexes = ", ".join(f"{entry.modality} × {entry.encoder} ({entry.count:,}, {entry.dim}-d)" for entry in manifest.entries)
     st.caption(
-        f"Source: {plain(str(catalog.get('source', '?')))} · skipped rows: {catalog.get('skipped', 0)} · "
+        f"Source: {plain(manifest.source or '?')} · skipped rows: {manifest.skipped_count:,} · "
         f"HNSW M {manifest.hnsw.m}, ef_construction {manifest.hnsw.ef_construction}, "
         f"ef_search {manifest.hnsw.ef_search} · indexes: {plain(indexes)}"
     )
@@ -65,10 +63,10 @@ def _browse(engine: SearchEngine) -> None:
     keep = np.ones(len(table), dtype=bool)
     columns = filter_columns(table)
     with st.container(horizontal=True):
-        words = st.text_input("Caption contains", key="browse_words", width=240)
+        words = st.text_input("Caption contains", key=state.BROWSE_WORDS, width=240)
         for name in columns:
             values = sorted(value for value in table[name].unique() if value)
-            chosen = st.multiselect(name, values, key=f"browse_{name}", width=200)
+            chosen = st.multiselect(name, values, key=f"{state.BROWSE_PREFIX}{name}", width=200)
             if chosen:
                 keep &= table[name].isin(chosen).to_numpy()
     if words.strip():
@@ -78,10 +76,10 @@ def _browse(engine: SearchEngine) -> None:
     if not len(rows):
         return
     pages = -(-len(rows) // PAGE_SIZE)
-    page = st.pagination(pages, key="browse_page") if pages > 1 else 1
+    page = st.pagination(pages, key=state.BROWSE_PAGE) if pages > 1 else 1
     shown = rows[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
     hits = [engine.reader.hit(int(row)) for row in shown]
-    results.render_grid(hits, key="browse", on_more_like_this=_more_like_this, show_score=False, min_column_width=150)
+    results.render_grid(hits, key=state.BROWSE_GRID, on_more_like_this=_more_like_this, show_score=False, min_column_width=150)
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)
@@ -92,4 +90,4 @@ def _metadata_table(folder: str, built_at: str, _engine: SearchEngine) -> pd.Dat
 def _more_like_this(item_id: str) -> None:
     """From the catalog to the search page, with this product as the query photo."""
     query_inputs.use_product(item_id)
-    st.session_state[GO_SEARCH] = True
+    st.session_state[state.GO_SEARCH] = True

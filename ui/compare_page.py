@@ -12,8 +12,6 @@ from core.models import ModelLoadError
 from core.search import QueryError, SearchResult
 from ui import catalog_context, messages, query_inputs, resources, results, sidebar, state
 
-COMPARE_TEXT = "compare_text"
-
 
 def render() -> None:
     st.title("Compare models", anchor=False)
@@ -27,8 +25,8 @@ def render() -> None:
         "The same words through each model. Photos are read by the same image tower in every model, "
         "so the difference is all in how the words are understood."
     )
-    st.session_state[COMPARE_TEXT] = st.session_state.get(COMPARE_TEXT, st.session_state[state.TEXT])
-    text = state.clean_text(query_inputs.text_box(key=COMPARE_TEXT)).strip()
+    st.session_state[state.COMPARE_TEXT] = st.session_state.get(state.COMPARE_TEXT, st.session_state[state.TEXT])
+    text = state.clean_text(query_inputs.text_box(key=state.COMPARE_TEXT)).strip()
     if not text:
         st.info("Type a description, or pick an example, to see what each model finds.", icon=":material/compare:")
         return
@@ -54,10 +52,10 @@ def render() -> None:
         with column:
             result = found[spec.key]
             st.subheader(spec.key, anchor=False)
-            st.caption(f"{spec.hint} {results.latency_line(result, engine.count)}")
+            st.caption(f"{spec.hint} {results.latency_line(result, engine.reader.count)}")
             results.render_grid(
                 result.hits,
-                key=f"compare-{spec.key}",
+                key=f"{state.COMPARE_GRID_PREFIX}{spec.key}",
                 highlight=shared if len(found) > 1 else (),
                 highlight_label="in both" if len(found) == 2 else "in all",
                 min_column_width=150,

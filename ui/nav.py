@@ -1,15 +1,21 @@
-"""Sidebar links between the pages, with names and icons (the automatic list would say "app")."""
+"""The one list of pages: their files, names and icons, drawn as a bar at the top of every page."""
 
 import streamlit as st
 
-PAGES = (
-    ("app.py", "Search", ":material/search:"),
-    ("pages/1_Compare_models.py", "Compare models", ":material/compare:"),
-    ("pages/2_Catalog.py", "Catalog", ":material/inventory_2:"),
-)
+from ui import search_page
+
+SEARCH_TITLE = "Search"
 
 
-def sidebar_links() -> None:
-    for page, label, icon in PAGES:
-        st.sidebar.page_link(page, label=label, icon=icon)
-    st.sidebar.divider()
+def pages() -> list[st.Page]:
+    """The search page (the entry point, app.py) and the page files in pages/."""
+    return [
+        st.Page(search_page.render, title=SEARCH_TITLE, icon=":material/search:", default=True),
+        st.Page("pages/1_Compare_models.py", title="Compare models", icon=":material/compare:"),
+        st.Page("pages/2_Catalog.py", title="Catalog", icon=":material/inventory_2:"),
+    ]
+
+
+def run() -> None:
+    """Draw the navigation and the page the visitor is on."""
+    st.navigation(pages(), position="top").run()

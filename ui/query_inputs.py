@@ -21,9 +21,6 @@ from core.search import SearchEngine
 from ui import state
 from ui.text import plain
 
-PROMPT_PICK = "prompt"
-TOAST = "_toast"
-UPLOAD_KEY, CAMERA_KEY = "upload", "camera"
 UPLOAD_TYPES = [extension.lstrip(".") for extension in IMAGE_EXTENSIONS]
 EXAMPLE_PRODUCTS = 6
 PREVIEW_PX = 192  # twice the shown size, for sharp high-DPI screens
@@ -74,7 +71,7 @@ def text_box(key: str = state.TEXT, switch_to_multilingual: bool = False) -> str
         type="search",
         placeholder="red summer dress · schwarze Lederjacke · robe bleue …",
     )
-    prompt_key = f"{key}-{PROMPT_PICK}"
+    prompt_key = f"{key}{state.PROMPT_SUFFIX}"
     st.pills(
         "Try",
         range(len(EXAMPLE_PROMPTS)),
@@ -100,7 +97,7 @@ def _use_prompt(text_key: str, prompt_key: str, may_switch_model: bool) -> None:
     st.session_state[text_key] = prompt.text
     if not prompt.english and may_switch_model and st.session_state[state.MODEL] == CLIP_KEY:
         st.session_state[state.MODEL] = MULTILINGUAL_KEY
-        st.session_state[TOAST] = "Switched to the multilingual model: CLIP reads English only."
+        st.session_state[state.TOAST] = "Switched to the multilingual model: CLIP reads English only."
 
 
 def use_product(item_id: str) -> None:
@@ -131,13 +128,13 @@ def image_input(engine: SearchEngine) -> ImageQuery | None:
         upload = st.file_uploader(
             "Upload a photo",
             type=UPLOAD_TYPES,
-            key=UPLOAD_KEY,
+            key=state.UPLOAD_KEY,
             max_upload_size=DEFAULT_MAX_BYTES // (1 << 20),
             label_visibility="collapsed",
         )
         return _photo_query(upload)
     if source == state.CAMERA:
-        return _photo_query(st.camera_input("Snap an outfit", key=CAMERA_KEY, label_visibility="collapsed"))
+        return _photo_query(st.camera_input("Snap an outfit", key=state.CAMERA_KEY, label_visibility="collapsed"))
     return _product_query(engine)
 
 
@@ -185,14 +182,14 @@ def _product_query(engine: SearchEngine) -> ImageQuery | None:
         st.session_state[state.PRODUCT] = ""
     st.caption("Pick a product to find similar ones:")
     grid = st.grid(columns=3, min_column_width=90, gap="xsmall")
-    for row in _example_rows(engine.count):
+    for row in _example_rows(engine.reader.count):
         hit = engine.reader.hit(row)
         with grid.cell():
             if hit.thumbnail:
                 st.image(hit.thumbnail, width="stretch")
             st.button(
                 "Use",
-                key=f"example-{hit.id}",
+                key=f"{state.EXAMPLE_PREFIX}{hit.id}",
                 on_click=_choose_product,
                 args=(hit.id,),
                 width="stretch",

@@ -14,8 +14,6 @@ from ui.sidebar import SearchOptions
 from ui.text import plain
 
 
-LAST_QUERY = "_last_query"  # (label, vector) of the latest search, for the catalog map
-
 
 def render() -> None:
     """Draw the page for this run; every failure ends in a message, never a traceback."""
@@ -26,7 +24,7 @@ def render() -> None:
     first_run.show_last_build()
     for note in st.session_state.pop(state.URL_NOTES, []):
         st.toast(note, icon=":material/link_off:")
-    if toast := st.session_state.pop(query_inputs.TOAST, None):
+    if toast := st.session_state.pop(state.TOAST, None):
         st.toast(toast, icon=":material/translate:")
     model = sidebar.model_picker(engine)
     options = sidebar.result_controls()
@@ -55,19 +53,19 @@ def render() -> None:
     result = _search(engine, current, image, options)
     if result is None:
         return
-    st.session_state[LAST_QUERY] = (_query_label(current.text, image), result.query_vector)
-    st.caption(results.latency_line(result, engine.count))
+    st.session_state[state.LAST_QUERY] = (_query_label(current.text, image), result.query_vector)
+    st.caption(results.latency_line(result, engine.reader.count))
     if result.hits:
-        results.render_grid(result.hits, key="results", on_more_like_this=query_inputs.use_product)
+        results.render_grid(result.hits, key=state.RESULTS_GRID, on_more_like_this=query_inputs.use_product)
     else:
         results.render_no_hits(result, options.threshold)
 
 
 def _header(engine: SearchEngine) -> None:
-    catalog = engine.manifest.catalog
+    manifest = engine.manifest
     st.title("Vitrine", anchor=False)
     st.caption(
-        f"{catalog.get('products', engine.count):,} products in “{plain(str(catalog.get('name', '')))}” · "
+        f"{manifest.product_count:,} products in “{plain(manifest.name)}” · "
         "search by words, by photo, or both"
     )
 

@@ -24,6 +24,20 @@ IMAGE_SOURCE, THRESHOLD_ON, THRESHOLD, CAPTIONS = "image_source", "threshold_on"
 UPLOAD, CAMERA, CATALOG_PRODUCT = "Upload", "Camera", "Catalog product"
 IMAGE_SOURCES = (UPLOAD, CAMERA, CATALOG_PRODUCT)
 THRESHOLD_DEFAULT = 0.25
+# Session keys of the other widgets and of what one run leaves for the next (underscore: not a widget).
+PROMPT_SUFFIX = "-prompt"  # the example-prompt pills under a text box keyed K are keyed K + this
+UPLOAD_KEY, CAMERA_KEY = "upload", "camera"
+COMPARE_TEXT = "compare_text"
+MAP_COLOUR = "map_colour"
+BROWSE_WORDS, BROWSE_PAGE, BROWSE_PREFIX = "browse_words", "browse_page", "browse_"
+FIRST_RUN_IMAGES, FIRST_RUN_CAPTIONS, FIRST_RUN_NAME, FIRST_RUN_LIMIT = "fr_images", "fr_captions", "fr_name", "fr_limit"
+TOAST = "_toast"  # a note for the next run to show as a toast
+LAST_QUERY = "_last_query"  # (label, vector) of the latest search, for the catalog map
+LAST_BUILD = "_last_build"  # the summary of the build that just finished
+GO_SEARCH = "_go_search"  # a catalog card asked for "more like this": switch to the search page
+# Keys of element groups: a grid's cards key their buttons "<grid>-like-<product id>".
+RESULTS_GRID, BROWSE_GRID, COMPARE_GRID_PREFIX = "results", "browse", "compare-"
+MAP_CHART, EXAMPLE_PREFIX = "catalog_map", "example-"
 # URL parameter of each shared field; text gets the short name search engines use.
 URL_NAMES = {TEXT: "q", MODEL: "model", K: "k", BLEND: "blend", PRODUCT: "product", CATALOG: "catalog"}
 _RESTORED = "_url_restored"
