@@ -27,6 +27,7 @@ from core.index import HnswParams, Manifest
 from core.models import REGISTRY, ModelLoadError, get_encoder, get_spec
 from core.pipeline import BuildError
 from core.pipeline.assemble import REPORT_FILE, assemble_index
+from core.pipeline.thumbnails import THUMBNAIL_PX
 from core.devices import DeviceError, local_device
 from core.pipeline.encoder import PRECISIONS, EncoderConfig, resolve_precision
 from core.pipeline.executor import BuildJob, Executor, LocalExecutor, plan_shards
@@ -56,14 +57,14 @@ class BuildSummary:
 
     def describe(self) -> str:
         rate = self.indexed / self.seconds if self.seconds else 0.0
-        lines = [f"Indexed {self.indexed} images into {self.out} in {self.seconds:.1f} s ({rate:.1f} images/s)."]
+        lines = [f"Indexed {self.indexed:,} images into {self.out} in {self.seconds:.1f} s ({rate:.1f} images/s)."]
         stages = [self._stage(name, seconds) for name, seconds in self.stage_seconds.items() if seconds > 0]
         if stages:
             lines.append("Stages: " + ", ".join(stages) + ".")
         if self.resumed_shards:
             lines.append(f"Continued an interrupted build: {self.resumed_shards} of {self.shards} shards were already done.")
         if self.skipped:
-            lines.append(f"Skipped {len(self.skipped)} rows (see {self.out / REPORT_FILE}), e.g.:")
+            lines.append(f"Skipped {len(self.skipped):,} rows (see {self.out / REPORT_FILE}), e.g.:")
             lines += [f"  {row.row}: {row.reason}" for row in self.skipped[:5]]
         return "\n".join(lines)
 
@@ -87,13 +88,16 @@ def build_index(
     precision: str = "auto",
     shard_size: int | None = None,
     executor: Executor | None = None,
+    variants: str = "caption",
 ) -> BuildSummary:
     """Embed a catalog with the given models and write a complete index folder at `out`.
 
     `on_progress(stage, done, total)` lets a UI show the same progress the CLI's bar shows
     ("images" while photos are encoded, then "index" per vector file). `workers` reader
     processes (default: one on a CPU, all cores but one with a GPU); `precision` auto is
-    fp16 on CUDA, fp32 elsewhere; `executor` runs the stages (default: this machine).
+    fp16 on CUDA, fp32 elsewhere; `executor` runs the stages (default: this machine);
+    `variants` names what makes products variants of one (the app shows them as one card):
+    "caption" (same name) or a metadata column such as a style or model number.
     """
     started = time.perf_counter()
     out = Path(out)
@@ -103,18 +107,20 @@ def build_index(
     if not items:
         raise CatalogError(f"{catalog.source} holds no product with an image; nothing to index.")
     image_model = _image_tower(models)
+    _check_variants_column(items, variants)
     engine = executor or LocalExecutor(workers)
     device = engine.resolve_device(device)
     precision = resolve_precision(precision, device)
     captions = tuple(models) if any(item.caption for item in items) else ()
     config = EncoderConfig(image_model, captions, device, precision, batch_size)
     model_facts = _model_facts(models, image_model, local_device(device))
+    _check_one_space(model_facts, image_model)
     shard_size = shard_size or batch_size * SHARD_BATCHES
     fingerprint = catalog.fingerprint()
     work = WorkFolder(out, {
         "format": SHARD_FORMAT, "catalog": fingerprint, "rows": len(items), "models": model_facts,
         "image_model": image_model, "captions": list(captions), "device": device, "precision": precision,
-        "batch_size": batch_size, "shard_size": shard_size,
+        "batch_size": batch_size, "shard_size": shard_size, "thumbnail_px": THUMBNAIL_PX,
     })
     plan = plan_shards(len(items), shard_size)
     with work.locked():
@@ -130,7 +136,7 @@ def build_index(
         finally:
             tracker.close()
         manifest = Manifest(
-            catalog={"name": catalog.name, "source": catalog.source, "fingerprint": fingerprint},
+            catalog={"name": catalog.name, "source": catalog.source, "fingerprint": fingerprint, "variants": variants},
             hnsw=params,
             entries=[],
             created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -155,6 +161,26 @@ def build_index(
 def _model_facts(models: Sequence[str], image_model: str, device: str) -> dict[str, dict]:
     """Per model, and for the image tower they share: what core/weights.py checks later."""
     return {key: model_facts(get_encoder(key, device)) for key in dict.fromkeys([*models, image_model])}
+
+
+def _check_one_space(facts: dict[str, dict], image_model: str) -> None:
+    """Refuse a text model whose vectors cannot be compared with the photo vectors (another size)."""
+    image_dim = facts[image_model]["dim"]
+    for key, fact in facts.items():
+        if fact["dim"] != image_dim:
+            raise ModelLoadError(
+                f"Model '{key}' makes {fact['dim']}-d vectors but the image tower '{image_model}' makes "
+                f"{image_dim}-d ones: its words could not search these photos. Leave it out of --models, "
+                f"or use a copy of it trained into '{image_model}''s space."
+            )
+
+
+def _check_variants_column(items: Sequence, column: str) -> None:
+    if column != "caption" and not any(column in item.metadata for item in items):
+        raise CatalogError(
+            f"--variants-column '{column}' is not a column of this catalog; name a column of its CSV, or leave it out "
+            "to group products by name."
+        )
 
 
 def _image_tower(models: Sequence[str]) -> str:
@@ -211,6 +237,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ray.add_argument("--ray-address", help="cluster to run on, e.g. auto or ray://head:10001 (default: a Ray started here)")
     ray.add_argument("--ray-concurrency", type=_positive, metavar="N",
                      help="encoder actors (default: one per GPU of the cluster, or one per node without GPUs)")
+    source.add_argument("--variants-column", default="caption", metavar="COLUMN",
+                        help="products with the same value here are variants of one (one card in the app); "
+                             "default: the same name (caption)")
     hnsw = parser.add_argument_group("HNSW graph")
     hnsw.add_argument("--m", type=_positive, default=HnswParams.m, help="graph degree")
     hnsw.add_argument("--ef-construction", type=_positive, default=HnswParams.ef_construction)
@@ -270,6 +299,7 @@ def main(argv: list[str] | None = None) -> int:
             precision=args.precision,
             shard_size=args.shard_size,
             executor=executor,
+            variants=args.variants_column,
         )
     except (CatalogError, ModelLoadError, BuildError, DeviceError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -115,6 +115,11 @@ class Manifest:
         return int(self.catalog.get("skipped", 0))
 
     @property
+    def variants_column(self) -> str:
+        """What makes two products variants of one (shown as one card): "caption" (the name) or a metadata column."""
+        return str(self.catalog.get("variants", "caption"))
+
+    @property
     def caption_models(self) -> list[str]:
         """Text encoders with a caption index here."""
         return [e.encoder for e in self.entries if e.modality == "caption"]

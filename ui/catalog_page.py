@@ -8,7 +8,9 @@ import streamlit as st
 
 from core.search import SearchEngine
 from ui import catalog_context, catalog_map, query_inputs, results, state
+from ui.labels import facet_label, is_blank
 from ui.text import plain
+from ui.variants import Card
 
 PAGE_SIZE = 24
 MAX_FILTER_VALUES = 40
@@ -65,8 +67,8 @@ def _browse(engine: SearchEngine) -> None:
     with st.container(horizontal=True):
         words = st.text_input("Caption contains", key=state.BROWSE_WORDS, width=240)
         for name in columns:
-            values = sorted(value for value in table[name].unique() if value)
-            chosen = st.multiselect(name, values, key=f"{state.BROWSE_PREFIX}{name}", width=200)
+            values = sorted(value for value in table[name].unique() if not is_blank(value))
+            chosen = st.multiselect(facet_label(name), values, key=f"{state.BROWSE_PREFIX}{name}", width=200)
             if chosen:
                 keep &= table[name].isin(chosen).to_numpy()
     if words.strip():
@@ -78,8 +80,11 @@ def _browse(engine: SearchEngine) -> None:
     pages = -(-len(rows) // PAGE_SIZE)
     page = st.pagination(pages, key=state.BROWSE_PAGE) if pages > 1 else 1
     shown = rows[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
-    hits = [engine.reader.hit(int(row)) for row in shown]
-    results.render_grid(hits, key=state.BROWSE_GRID, on_more_like_this=_more_like_this, show_score=False, min_column_width=150)
+    cards = [Card(engine.reader.hit(int(row)), 1) for row in shown]
+    results.render_grid(
+        cards, key=state.BROWSE_GRID, on_more_like_this=_more_like_this, show_relevance=False, min_column_width=150,
+        details=bool(st.session_state.get(state.DETAILS)),
+    )
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import streamlit as st
 
+from core.index import IndexMismatchError
 from core.models import ModelLoadError
 from core.search import QueryError, SearchResult
-from ui import catalog_context, messages, query_inputs, resources, results, sidebar, state
+from ui.text import plain
+from ui import catalog_context, messages, query_inputs, resources, results, sidebar, state, variants
 
 
 def render() -> None:
@@ -31,30 +33,40 @@ def render() -> None:
         st.info("Type a description, or pick an example, to see what each model finds.", icon=":material/compare:")
         return
     if not specs:
-        st.info("No model here reads this catalog's photos.", icon=":material/info:")
+        messages.no_model_fits(folder.name, sidebar.unfit_models(engine))
         return
     if len(specs) < 2:
         st.info("This catalog can be searched with one model only.", icon=":material/info:")
-    found: dict[str, SearchResult] = {}
+    groups = variants.for_engine(engine)
+    found: dict[str, list[variants.Card]] = {}
+    results_of: dict[str, SearchResult] = {}
     for spec in specs:
         try:
-            found[spec.key] = resources.ready_engine(folder, spec.key).search(text=text, model=spec.key, k=k)
+            result = resources.ready_engine(folder, spec.key).search(
+                text=text, model=spec.key, k=variants.fetch_size(k)
+            )
         except ModelLoadError as err:
             messages.model_unavailable(err)
             return
+        except IndexMismatchError as err:  # the weights differ from the ones the catalog was built with
+            sidebar.mark_unfit(engine, spec.key, str(err))
+            st.rerun()
         except QueryError as err:
-            st.warning(str(err))
+            st.warning(plain(str(err)))
             return
-    shared = set.intersection(*({hit.id for hit in result.hits} for result in found.values()))
+        results_of[spec.key], found[spec.key] = result, variants.cards(result.hits, groups, k)
+    shared = set.intersection(*({card.hit.id for card in cards} for cards in found.values()))
     if len(found) > 1:
         st.metric(f"In the top {k} of every model", f"{len(shared)} of {k}", border=False)
+    details = bool(st.session_state.get(state.DETAILS))
     for column, spec in zip(st.columns(len(found), gap="medium"), specs):
         with column:
-            result = found[spec.key]
             st.subheader(spec.key, anchor=False)
-            st.caption(f"{spec.hint} {results.latency_line(result, engine.reader.count)}")
+            line = results.latency_line(results_of[spec.key], engine.manifest.product_count, len(found[spec.key]), details)
+            st.caption(f"{spec.hint} {line}")
             results.render_grid(
-                result.hits,
+                found[spec.key],
+                details=details,
                 key=f"{state.COMPARE_GRID_PREFIX}{spec.key}",
                 highlight=shared if len(found) > 1 else (),
                 highlight_label="in both" if len(found) == 2 else "in all",

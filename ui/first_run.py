@@ -121,34 +121,41 @@ def catalog_name(text: str) -> str:
 
 
 def _build(request: BuildRequest) -> None:
-    """Run the builder with a progress bar; on success, rerun into the search page."""
+    """Run the builder with a progress bar; on success, rerun into the search page.
+
+    A failure is said below the progress box, in the open: the box itself is closed."""
     lock = resources.build_lock()
     if not lock.acquire(blocking=False):
         st.warning("Another visitor is building a catalog right now. Reload the page in a minute.")
         return
+    failure: Exception | None = None
     try:
         with st.status("Building the index…", expanded=True) as status:
             try:
                 summary = _run_builder(request)
-            except ModelLoadError as err:
-                status.update(label="A model is missing", state="error")
-                messages.model_unavailable(err)
-                return
-            except (CatalogError, SampleUnavailable, OSError) as err:
-                status.update(label="The index could not be built", state="error")
-                messages.problem("The index could not be built.", err)
-                return
-            status.update(label="Index ready", state="complete")
+                status.update(label="Index ready", state="complete")
+            except (ModelLoadError, CatalogError, SampleUnavailable, OSError) as err:
+                failure = err
+                status.update(label="The index could not be built", state="error", expanded=False)
     finally:
         lock.release()
-    st.session_state[state.LAST_BUILD] = summary.describe()
-    st.rerun()
+    if isinstance(failure, ModelLoadError):
+        messages.model_unavailable(failure)
+    elif failure is not None:
+        messages.problem("The index could not be built.", failure)
+    else:
+        st.session_state[state.LAST_BUILD] = summary.describe()
+        st.rerun()
 
 
 def _run_builder(request: BuildRequest) -> BuildSummary:
     st.write("Reading the catalog…")
     catalog = request.make_catalog()
-    st.write(f"{len(catalog.items):,} photos found; computing their vectors (the models load first).")
+    found = len(catalog.items)
+    if request.limit and request.limit < found:
+        st.write(f"{found:,} photos found; indexing the first {request.limit:,} (the models load first).")
+    else:
+        st.write(f"{found:,} photos found; computing their vectors (the models load first).")
     bar = st.progress(0.0, text="Loading the models…")
 
     def on_progress(stage: str, done: int, total: int) -> None:

@@ -63,13 +63,15 @@ class ImageQuery:
 def text_box(key: str = state.TEXT, switch_to_multilingual: bool = False) -> str:
     """The description box and its example prompts; returns the text as typed.
 
-    With switch_to_multilingual, a German, French or Spanish example moves CLIP to the multilingual model.
+    With switch_to_multilingual (only when that model can search this catalog), a German, French
+    or Spanish example moves CLIP to the multilingual model.
     """
     text = st.text_input(
         "Describe what you are looking for",
         key=key,
         type="search",
         placeholder="red summer dress · schwarze Lederjacke · robe bleue …",
+        on_change=state.new_words if key == state.TEXT else None,
     )
     prompt_key = f"{key}{state.PROMPT_SUFFIX}"
     st.pills(
@@ -95,6 +97,8 @@ def _use_prompt(text_key: str, prompt_key: str, may_switch_model: bool) -> None:
         return
     prompt = EXAMPLE_PROMPTS[picked]
     st.session_state[text_key] = prompt.text
+    if text_key == state.TEXT:
+        state.new_words()
     if not prompt.english and may_switch_model and st.session_state[state.MODEL] == CLIP_KEY:
         st.session_state[state.MODEL] = MULTILINGUAL_KEY
         st.session_state[state.TOAST] = "Switched to the multilingual model: CLIP reads English only."
@@ -104,15 +108,13 @@ def use_product(item_id: str) -> None:
     """"More like this": that product's photo becomes the query, the words are cleared."""
     st.session_state[state.IMAGE_SOURCE] = state.CATALOG_PRODUCT
     st.session_state[state.PRODUCT] = item_id
+    st.session_state[state.FROM_LIKE] = True
     st.session_state[state.TEXT] = ""
 
 
 def _choose_product(item_id: str) -> None:
     st.session_state[state.PRODUCT] = item_id
-
-
-def _clear_product() -> None:
-    st.session_state[state.PRODUCT] = ""
+    st.session_state[state.FROM_LIKE] = False
 
 
 def image_input(engine: SearchEngine) -> ImageQuery | None:
@@ -124,17 +126,21 @@ def image_input(engine: SearchEngine) -> ImageQuery | None:
         required=True,
         format_func=_SOURCE_LABELS.get,
     )
+    if refused := st.session_state.pop(state.PHOTO_REFUSED, None):
+        st.error(refused, icon=":material/broken_image:")
     if source == state.UPLOAD:
         upload = st.file_uploader(
             "Upload a photo",
             type=UPLOAD_TYPES,
-            key=state.UPLOAD_KEY,
+            key=state.photo_widget_key(state.UPLOAD_KEY),
             max_upload_size=DEFAULT_MAX_BYTES // (1 << 20),
             label_visibility="collapsed",
         )
         return _photo_query(upload)
     if source == state.CAMERA:
-        return _photo_query(st.camera_input("Snap an outfit", key=state.CAMERA_KEY, label_visibility="collapsed"))
+        return _photo_query(
+            st.camera_input("Snap an outfit", key=state.photo_widget_key(state.CAMERA_KEY), label_visibility="collapsed")
+        )
     return _product_query(engine)
 
 
@@ -146,8 +152,10 @@ def _photo_query(upload: UploadedFile | None) -> ImageQuery | None:
     try:
         preview = _preview_jpeg(data)
     except ImageError as err:
-        st.error(f"**{plain(upload.name, 80)}**: {plain(str(err))}", icon=":material/broken_image:")
-        return None
+        # The widget is emptied (a refused file must not stay listed) and the page drawn again without it.
+        st.session_state[state.PHOTO_REFUSED] = f"**{plain(upload.name, 80)}**: {plain(str(err))}"
+        state.clear_photo()
+        st.rerun()
     with st.container(horizontal=True, vertical_alignment="center"):
         st.image(preview, width=96)
         st.caption("Searching with this photo")
@@ -176,7 +184,7 @@ def _product_query(engine: SearchEngine) -> ImageQuery | None:
                 if hit.thumbnail:
                     st.image(hit.thumbnail, width=96)
                 st.markdown(plain(hit.caption or hit.id, 80))
-                st.button("Clear", icon=":material/close:", on_click=_clear_product, type="tertiary")
+                st.button("Clear", icon=":material/close:", on_click=state.clear_product, type="tertiary")
             return ImageQuery(product=product, label=hit.caption or hit.id)
         st.warning(f"Product {plain(product, 60)} is not in this catalog; pick another one.")
         st.session_state[state.PRODUCT] = ""

@@ -1,4 +1,4 @@
-"""The search page: sidebar settings, words and/or a photo, and the result grid."""
+"""The search page: sidebar settings, words and/or a photo, what is searched, and the result grid."""
 
 from __future__ import annotations
 
@@ -8,11 +8,10 @@ from core.images import ImageError
 from core.index import IndexMismatchError
 from core.models import MULTILINGUAL_KEY, ModelLoadError
 from core.search import QueryError, SearchEngine, SearchResult
-from ui import catalog_context, first_run, messages, query_inputs, resources, results, sidebar, state
+from ui import catalog_context, first_run, messages, query_bar, query_inputs, resources, results, sidebar, state, variants
 from ui.query_inputs import ImageQuery
 from ui.sidebar import SearchOptions
 from ui.text import plain
-
 
 
 def render() -> None:
@@ -28,17 +27,19 @@ def render() -> None:
         st.toast(toast, icon=":material/translate:")
     model = sidebar.model_picker(engine)
     options = sidebar.result_controls()
+    if model is None:
+        messages.no_model_fits(folder.name, sidebar.unfit_models(engine))
+        return
     try:
         engine = resources.ready_engine(folder, model)
     except ModelLoadError as err:
         messages.model_unavailable(err)
         return
     except IndexMismatchError as err:
-        messages.problem(f"The catalog '{folder.name}' does not fit this model.", err)
-        return
+        _drop_model(engine, model, err)
 
     _header(engine)
-    words, photo = st.columns([3, 2], gap="large")
+    words, photo = st.columns([3, 2], gap="medium")
     with words:
         query_inputs.text_box(
             switch_to_multilingual=any(spec.key == MULTILINGUAL_KEY for spec in sidebar.searchable_models(engine))
@@ -50,38 +51,55 @@ def render() -> None:
     if not current.text and image is None:
         results.render_empty_state()
         return
-    result = _search(engine, current, image, options)
+    query_bar.render(current.text, image, current.blend)
+    groups = variants.for_engine(engine)
+    result = _search(engine, current, image, options, groups)
     if result is None:
         return
     st.session_state[state.LAST_QUERY] = (_query_label(current.text, image), result.query_vector)
-    st.caption(results.latency_line(result, engine.reader.count))
-    if result.hits:
-        results.render_grid(result.hits, key=state.RESULTS_GRID, on_more_like_this=query_inputs.use_product)
+    cards = variants.cards(result.hits, groups, current.k)
+    details = bool(st.session_state.get(state.DETAILS))
+    st.caption(results.latency_line(result, engine.manifest.product_count, len(cards), details))
+    if cards:
+        results.render_grid(cards, key=state.RESULTS_GRID, on_more_like_this=query_inputs.use_product, details=details)
     else:
         results.render_no_hits(result, options.threshold)
 
 
+def _drop_model(engine: SearchEngine, model: str, err: Exception) -> None:
+    """A model that fails the weights check is not offered again; the page reruns with another one."""
+    sidebar.mark_unfit(engine, model, str(err))
+    st.session_state[state.TOAST] = f"{sidebar.model_label(model)} cannot search this catalog; using another model."
+    st.rerun()
+
+
 def _header(engine: SearchEngine) -> None:
     manifest = engine.manifest
-    st.title("Vitrine", anchor=False)
-    st.caption(
-        f"{manifest.product_count:,} products in “{plain(manifest.name)}” · "
-        "search by words, by photo, or both"
-    )
+    with st.container(horizontal=True, vertical_alignment="bottom", key="page_header"):
+        st.title("Vitrine", anchor=False, width="content")
+        st.caption(f"{manifest.product_count:,} products in “{plain(manifest.name)}” · search by words, by photo, or both")
 
 
 def _search(
-    engine: SearchEngine, current: state.SearchState, image: ImageQuery | None, options: SearchOptions
+    engine: SearchEngine,
+    current: state.SearchState,
+    image: ImageQuery | None,
+    options: SearchOptions,
+    groups: variants.Variants,
 ) -> SearchResult | None:
     """Run the query; bad input becomes a message and the page keeps working."""
+    like = image.product if image else None
+    # "More like this" leaves out the product and every variant of it.
+    exclude = groups.siblings([like], engine.reader.rows_of(like).tolist()) if like else []
     try:
         return engine.search(
             text=current.text or None,
             image=image.data if image else None,
-            like=image.product if image else None,
+            like=like,
+            exclude_ids=exclude,
             model=current.model,
             blend=current.blend,
-            k=current.k,
+            k=variants.fetch_size(current.k),
             threshold=options.threshold,
             use_captions=options.use_captions,
         )
@@ -90,7 +108,7 @@ def _search(
     except ModelLoadError as err:
         messages.model_unavailable(err)
     except IndexMismatchError as err:
-        messages.problem("This catalog does not fit the model.", err)
+        _drop_model(engine, current.model, err)
     return None
 
 
