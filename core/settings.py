@@ -16,6 +16,7 @@ MODELS_DIR_ENV = "VITRINE_MODELS_DIR"
 INDEX_DIR_ENV = "VITRINE_INDEX_DIR"
 CACHE_DIR_ENV = "VITRINE_CACHE_DIR"
 FAST_PATH_ENV = "VITRINE_FAST_PATH"
+PUBLIC_URL_ENV = "VITRINE_PUBLIC_URL"
 HUB_OFFLINE_ENV = "HF_HUB_OFFLINE"
 # Passed on to processes that load models elsewhere (Ray workers), so they find the same weights.
 MODEL_LOCATION_ENV = (MODELS_DIR_ENV, "HF_HOME", HUB_OFFLINE_ENV, "HF_ENDPOINT")
@@ -35,6 +36,7 @@ class Settings:
     cache_dir: Path  # downloads and records Vitrine makes itself
     fast_path: str  # "auto", "on" or "off" (see core/fastpath.py)
     hub_offline: bool
+    public_url: str | None = None  # where phones reach the app (a booth's QR code); None: the browser's address
 
     @property
     def fastpath_record_dir(self) -> Path:
@@ -56,6 +58,7 @@ def current(environ: Mapping[str, str] = os.environ) -> Settings:
         cache_dir=_folder(environ.get(CACHE_DIR_ENV)) or DEFAULT_CACHE_DIR,
         fast_path=fast_path if fast_path in FAST_PATH_MODES else "auto",
         hub_offline=environ.get(HUB_OFFLINE_ENV, "").strip() == "1",
+        public_url=environ.get(PUBLIC_URL_ENV, "").strip().rstrip("/") or None,
     )
 
 

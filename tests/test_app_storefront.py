@@ -9,11 +9,13 @@ import shutil
 
 import pytest
 
+from core import settings
 from core.build_index import build_index
 from core.catalog import CatalogError, from_folder
 from core.index import read_manifest
 from core.models import CLIP_KEY, MULTILINGUAL_KEY, get_spec
 from core.weights import search_problem
+from ui.share import public_base, qr_png, search_link
 
 from .app_support import (
     app_index,  # noqa: F401  (fixture)
@@ -156,3 +158,19 @@ def test_typing_after_more_like_this_starts_a_new_search_by_words(app_index):
     assert latency(at).endswith("by photo")
     at.text_input(key="text").set_value("red dress").run()
     assert latency(at).endswith("by words") and at.query_params == {"q": "red dress"}
+
+
+def test_the_qr_link_uses_the_public_address_and_never_a_loopback_one():
+    assert public_base("https://booth.example/vitrine", "http://localhost:8501/") == "https://booth.example/vitrine"
+    assert public_base(None, "http://localhost:8501/?q=x") is None
+    assert public_base(None, "https://user-vitrine.hf.space/?q=x") == "https://user-vitrine.hf.space"
+    assert search_link("https://b.example", {"q": "red dress", "k": "8"}) == "https://b.example/?q=red+dress&k=8"
+    assert qr_png("https://b.example/?q=red+dress").startswith(b"\x89PNG")
+
+
+def test_a_booth_shows_the_qr_code_of_the_current_search(app_index, monkeypatch):
+    monkeypatch.setenv(settings.PUBLIC_URL_ENV, "https://booth.example")
+    at = open_app({"q": "red dress"})
+    assert any(c.value == "`https://booth.example/?q=red+dress`" for c in at.sidebar.caption)
+    at.slider(key="k").set_value(8).run()
+    assert any(c.value == "`https://booth.example/?q=red+dress&k=8`" for c in at.sidebar.caption)

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from ui import search_page
+from ui import search_page, style
 
 SEARCH_TITLE = "Search"
 
@@ -18,4 +18,5 @@ def pages() -> list[st.Page]:
 
 def run() -> None:
     """Draw the navigation and the page the visitor is on."""
+    style.apply()
     st.navigation(pages(), position="top").run()

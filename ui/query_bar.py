@@ -11,10 +11,11 @@ from ui.text import plain
 LABEL_CHARS = 32
 
 
-def render(text: str, image: ImageQuery | None, blend: float) -> None:
-    """One row: "Searching with" and a clear button per part (words, photo, product), the blend when both."""
+def render(summary: str, text: str, image: ImageQuery | None, blend: float) -> None:
+    """One row: what was found, and a clear button per part of the query (words, photo, product),
+    with the blend when there are both."""
     with st.container(horizontal=True, vertical_alignment="center", gap="small", key="query_bar"):
-        st.caption("Searching with")
+        st.caption(f"{summary} · searching with", width="content")
         if text:
             st.button(f"“{plain(text, LABEL_CHARS)}”", key="clear_text", icon=":material/close:",
                       on_click=state.clear_text, help="Clear the words")
@@ -25,6 +26,6 @@ def render(text: str, image: ImageQuery | None, blend: float) -> None:
             st.button(f"photo: {plain(image.label, LABEL_CHARS)}", key="clear_photo", icon=":material/close:",
                       on_click=state.clear_photo, help="Clear the photo")
         if text and image is not None:
-            st.caption(f"blended {1 - blend:.0%} photo, {blend:.0%} words")
+            st.caption(f"blended {1 - blend:.0%} photo, {blend:.0%} words", width="content")
         if text and image is not None:
             st.button("Clear all", key="clear_all", on_click=state.clear_all, type="tertiary")

@@ -82,7 +82,7 @@ def text_box(key: str = state.TEXT, switch_to_multilingual: bool = False) -> str
         on_change=_use_prompt,
         args=(key, prompt_key, switch_to_multilingual),
         label_visibility="collapsed",
-        wrap=True,
+        wrap=not text,  # with a query, one scrolling row: the results start higher (on a phone, a screen higher)
     )
     if len(text or "") > MAX_TEXT_CHARS:
         st.caption(f"Only the first {MAX_TEXT_CHARS:,} characters are used.")
@@ -118,13 +118,25 @@ def _choose_product(item_id: str) -> None:
 
 
 def image_input(engine: SearchEngine) -> ImageQuery | None:
-    """The photo part of the query, from the way the visitor picked; None without a usable photo."""
+    """The photo part of the query in a section that opens when a photo is in use (closed, it keeps
+    a phone's results near the top); None without a usable photo."""
+    in_use = (
+        st.session_state[state.IMAGE_SOURCE] != state.UPLOAD
+        or st.session_state.get(state.photo_widget_key(state.UPLOAD_KEY)) is not None
+        or state.PHOTO_REFUSED in st.session_state
+    )
+    with st.expander("Search with a photo", expanded=in_use, icon=":material/photo_camera:"):
+        return _image_input(engine)
+
+
+def _image_input(engine: SearchEngine) -> ImageQuery | None:
     source = st.segmented_control(
-        "Search with a photo",
+        "Photo from",
         state.IMAGE_SOURCES,
         key=state.IMAGE_SOURCE,
         required=True,
         format_func=_SOURCE_LABELS.get,
+        label_visibility="collapsed",
     )
     if refused := st.session_state.pop(state.PHOTO_REFUSED, None):
         st.error(refused, icon=":material/broken_image:")

@@ -8,7 +8,8 @@ from core.images import ImageError
 from core.index import IndexMismatchError
 from core.models import MULTILINGUAL_KEY, ModelLoadError
 from core.search import QueryError, SearchEngine, SearchResult
-from ui import catalog_context, first_run, messages, query_bar, query_inputs, resources, results, sidebar, state, variants
+from ui import catalog_context, first_run, messages, query_bar, query_inputs, resources, results, share, sidebar, state
+from ui import variants
 from ui.query_inputs import ImageQuery
 from ui.sidebar import SearchOptions
 from ui.text import plain
@@ -47,11 +48,10 @@ def render() -> None:
     with photo:
         image = query_inputs.image_input(engine)
     current = state.current()
-    state.publish(current, resources.catalog_folders()[0].name)
+    share.render(state.publish(current, resources.catalog_folders()[0].name))
     if not current.text and image is None:
         results.render_empty_state()
         return
-    query_bar.render(current.text, image, current.blend)
     groups = variants.for_engine(engine)
     result = _search(engine, current, image, options, groups)
     if result is None:
@@ -59,7 +59,8 @@ def render() -> None:
     st.session_state[state.LAST_QUERY] = (_query_label(current.text, image), result.query_vector)
     cards = variants.cards(result.hits, groups, current.k)
     details = bool(st.session_state.get(state.DETAILS))
-    st.caption(results.latency_line(result, engine.manifest.product_count, len(cards), details))
+    summary = results.latency_line(result, engine.manifest.product_count, len(cards), details)
+    query_bar.render(summary, current.text, image, current.blend)
     if cards:
         results.render_grid(cards, key=state.RESULTS_GRID, on_more_like_this=query_inputs.use_product, details=details)
     else:

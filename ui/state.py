@@ -160,11 +160,12 @@ def current() -> SearchState:
     )
 
 
-def publish(state: SearchState, default_catalog: str) -> None:
+def publish(state: SearchState, default_catalog: str) -> dict[str, str]:
     """Write the state to the URL, only when it changed (each write is a message to the browser)."""
     wanted = to_query_params(state, default_catalog)
     if st.query_params.to_dict() != wanted:
         st.query_params.from_dict(wanted)
+    return wanted
 
 
 def photo_widget_key(base: str) -> str:
