@@ -82,6 +82,7 @@ def prepare(work: Path, products: int, size: str) -> dict[str, str]:
 
 
 def serve(env: dict[str, str], log: Path) -> tuple[subprocess.Popen, str]:
+    """`streamlit run app.py` on a free localhost port with these variables, once it answers."""
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
@@ -138,8 +139,9 @@ def timed_k_change(page, key: str) -> float:
     return finish(page)
 
 
-def open_page(browser, url: str):
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+def open_page(browser, url: str, viewport: dict[str, int] | None = None):
+    """A new page (its own Streamlit session) at url, once its results are shown."""
+    page = browser.new_page(viewport=viewport or {"width": 1400, "height": 1000})
     page.goto(url)
     page.wait_for_function(f"() => ({SIGNATURE})().ready", timeout=TIMEOUT_MS * 3)
     return page
