@@ -3,9 +3,7 @@
     streamlit run app.py
 """
 
-import streamlit as st
+from ui import nav, search_page
 
-from ui import nav
-
-st.set_page_config(page_title="Vitrine · product search", page_icon="🛍️", layout="wide")
-nav.run()
+nav.start_page("product search")
+search_page.render()

@@ -1,5 +1,6 @@
-"""Compare models: one description, every model side by side (listed in ui/nav.py)."""
+"""Compare models: one description, every model that can search the catalog, side by side."""
 
-from ui import compare_page
+from ui import compare_page, nav
 
+nav.start_page("compare models")
 compare_page.render()

@@ -1,5 +1,6 @@
-"""Catalog: what the index holds, browsing by metadata, and a map of the photos (listed in ui/nav.py)."""
+"""Catalog: what the index holds, browsing by metadata, and a map of the photos."""
 
-from ui import catalog_page
+from ui import catalog_page, nav
 
+nav.start_page("catalog")
 catalog_page.render()

@@ -1,22 +1,29 @@
-"""The one list of pages: their files, names and icons, drawn as a bar at the top of every page."""
+"""The one list of pages is the pages/ folder (Streamlit's own multipage layout) after app.py:
+every page starts here, with its title, the shared style and links to the others by name."""
+
+import re
+from pathlib import Path
 
 import streamlit as st
 
-from ui import search_page, style
+from ui import style
 
-SEARCH_TITLE = "Search"
+ROOT = Path(__file__).resolve().parents[1]
+SEARCH_LABEL = "Search"
 
 
-def pages() -> list[st.Page]:
-    """The search page (the entry point, app.py) and the page files in pages/."""
-    return [
-        st.Page(search_page.render, title=SEARCH_TITLE, icon=":material/search:", default=True),
-        st.Page("pages/1_Compare_models.py", title="Compare models", icon=":material/compare:"),
-        st.Page("pages/2_Catalog.py", title="Catalog", icon=":material/inventory_2:"),
+def pages() -> list[tuple[str, str]]:
+    """(script, label) of every page: app.py, then pages/*.py in file order, labelled by file name."""
+    files = sorted((ROOT / "pages").glob("*.py"))
+    return [("app.py", SEARCH_LABEL)] + [
+        (f"pages/{path.name}", re.sub(r"^\d+_", "", path.stem).replace("_", " ")) for path in files
     ]
 
 
-def run() -> None:
-    """Draw the navigation and the page the visitor is on."""
+def start_page(title: str) -> None:
+    """What every page does first: its browser title, the wide layout, the style, the links."""
+    st.set_page_config(page_title=f"Vitrine · {title}", page_icon="🛍️", layout="wide")
     style.apply()
-    st.navigation(pages(), position="top").run()
+    for script, label in pages():
+        st.sidebar.page_link(script, label=label)
+    st.sidebar.divider()
