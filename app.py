@@ -3,10 +3,7 @@
     streamlit run app.py
 """
 
-import streamlit as st
-
 from ui import nav, search_page
 
-st.set_page_config(page_title="Vitrine · product search", page_icon="🛍️", layout="wide")
-nav.sidebar_links()
+nav.start_page("product search")
 search_page.render()

@@ -1,6 +1,6 @@
 """Load on the HTTP API: 1, 4 and 16 concurrent clients on loopback, throughput and p50/p95 latency.
 
-    python bench/api_load.py [--models full|tiny] [--engine local|ray|both] [--requests 64] [--seconds 60]
+    python -m bench.api_load [--models full|tiny] [--engine local|ray|both] [--requests 64] [--seconds 60]
 
 Starts `python -m core.api` (and/or `--engine ray`, on a local Ray it starts) over an index of
 the first --products shared photos, waits for /health, then for each client count runs
@@ -23,10 +23,9 @@ import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.setup import DATA, DEFAULT_WORK, ROOT  # noqa: E402
-from tests.api_support import free_port, wait_until_healthy  # noqa: E402
+from bench.setup import DATA, DEFAULT_WORK, ROOT
+from tests.api_support import free_port, wait_until_healthy
 
 WORDS = ["red", "navy", "black", "white", "green", "leather", "cotton", "summer", "winter", "sports"]
 THINGS = ["dress", "shirt", "shoes", "watch", "bag", "jeans", "jacket", "sandals", "cap", "scarf"]

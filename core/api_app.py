@@ -57,6 +57,7 @@ class SearchRequest(BaseModel):
     not_: list[str] = Field([], alias="not", max_length=16, description="words to push the results away from")
     like: list[str] = Field([], max_length=64, description="product ids to pull the results toward")
     unlike: list[str] = Field([], max_length=64, description="product ids to push the results away from (left out)")
+    exclude: list[str] = Field([], max_length=256, description="product ids to leave out (e.g. the variants of `product`)")
     with_vector: bool = Field(False, description="also return the vector that was searched with")
 
 
@@ -162,6 +163,7 @@ def create_app(service: SearchService, warm_up: bool = True) -> FastAPI:
             not_text=tuple(request.not_),
             like=tuple(request.like),
             unlike=tuple(request.unlike),
+            exclude=tuple(request.exclude),
         )
         served = ready_service()
         catalog = served.engine(request.catalog).folder.name

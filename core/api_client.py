@@ -158,6 +158,7 @@ class RemoteEngine:
         threshold: float | None = None,
         use_captions: bool = True,
         product: str | None = None,
+        exclude_ids: Sequence[str] = (),
         filters: dict[str, list[str]] | None = None,
         not_text: Sequence[str] = (),
         like: Sequence[str] = (),
@@ -169,6 +170,7 @@ class RemoteEngine:
             "text": text, "image": _image_b64(image), "product": product, "model": model, "k": k, "blend": blend,
             "threshold": threshold, "use_captions": use_captions, "catalog": self.folder.name, "with_vector": True,
             "filters": filters or None, "not": _listed(not_text), "like": _listed(like), "unlike": _listed(unlike),
+            "exclude": _listed(exclude_ids),
         }
         answer = self.client.post("/search", {key: value for key, value in body.items() if value is not None})
         timings = {**answer["timings_ms"], "round_trip": (time.perf_counter() - started) * 1000}

@@ -34,6 +34,7 @@ from core.pipeline.assemble import REPORT_FILE, assemble_index
 from core.pipeline.delta import PreviousIndex, plan_update, write_reused
 from core.devices import local_device
 from core.pipeline.encode_stage import PRECISIONS, EncodePlan, resolve_precision
+from core.pipeline.thumbnails import THUMBNAIL_PX
 from core.pipeline.executor import BuildJob, Executor, LocalExecutor, plan_shards
 from core.pipeline.progress import BuildProgress
 from core.pipeline.work import WorkFolder
@@ -76,7 +77,7 @@ class BuildSummary:
         if self.resumed_shards:
             lines.append(f"Continued an interrupted build: {self.resumed_shards} of {self.shards} shards were already done.")
         if self.skipped:
-            lines.append(f"Skipped {len(self.skipped)} rows (see {self.out / REPORT_FILE}), e.g.:")
+            lines.append(f"Skipped {len(self.skipped):,} rows (see {self.out / REPORT_FILE}), e.g.:")
             lines += [f"  {row.row}: {row.reason}" for row in self.skipped[:5]]
         return "\n".join(lines)
 
@@ -103,6 +104,7 @@ def build_index(
     full: bool = False,
     auto_tags: bool = True,
     tag_vocabulary: Mapping[str, Sequence[str]] | None = None,
+    variants: str = "caption",
 ) -> BuildSummary:
     """Embed a catalog with the given models and write a complete index folder at `out`.
 
@@ -113,6 +115,8 @@ def build_index(
     Onto an existing index, only what changed is encoded (core/pipeline/delta.py); `full` rebuilds all.
     A catalog without any metadata gets automatic facets (core/autotag.py) unless `auto_tags`
     is False; `tag_vocabulary` replaces the default colour and category labels.
+    `variants` names what makes products variants of one (the app shows them as one card):
+    "caption" (same name) or a metadata column such as a style or model number.
     """
     started = time.perf_counter()
     out = Path(out)
@@ -122,12 +126,14 @@ def build_index(
     if not items:
         raise CatalogError(f"{catalog.source} holds no product with an image; nothing to index.")
     towers = image_towers(models)
+    _check_variants_column(items, variants)
     engine = executor or LocalExecutor(workers)
     device = engine.resolve_device(device)
     precision = resolve_precision(precision, device)
     captions = tuple(models) if any(item.caption for item in items) else ()
     encode_plan = EncodePlan(towers, captions, device, precision, batch_size)
     facts = _model_facts(models, towers, local_device(device))
+    _check_one_space(facts, models)
     shard_size = shard_size or batch_size * SHARD_BATCHES
     fingerprint = catalog.fingerprint()
     previous = None if full else PreviousIndex.open(out)
@@ -137,7 +143,7 @@ def build_index(
     work = WorkFolder(out, {
         "format": SHARD_FORMAT, "catalog": fingerprint, "rows": len(items), "models": facts,
         "image_models": list(towers), "captions": list(captions), "device": device, "precision": precision,
-        "batch_size": batch_size, "shard_size": shard_size,
+        "batch_size": batch_size, "shard_size": shard_size, "thumbnail_px": THUMBNAIL_PX,
         "update": None if update is None else [previous.manifest.version, update.fingerprint],
     })
     with work.locked():
@@ -161,7 +167,7 @@ def build_index(
         finally:
             tracker.close()
         manifest = Manifest(
-            catalog={"name": catalog.name, "source": catalog.source, "fingerprint": fingerprint},
+            catalog={"name": catalog.name, "source": catalog.source, "fingerprint": fingerprint, "variants": variants},
             hnsw=params,
             entries=[],
             created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -194,6 +200,26 @@ def build_index(
 def _model_facts(models: Sequence[str], towers: Sequence[str], device: str) -> dict[str, dict]:
     """Per model, and for each image tower they read with: what core/weights.py checks later."""
     return {key: model_facts(get_encoder(key, device)) for key in dict.fromkeys([*models, *towers])}
+
+
+def _check_one_space(facts: dict[str, dict], models: Sequence[str]) -> None:
+    """Refuse a text model whose vectors cannot be compared with its image tower's photo vectors (another size)."""
+    for key in models:
+        tower = get_spec(key).image_tower
+        if facts[key]["dim"] != facts[tower]["dim"]:
+            raise ModelLoadError(
+                f"Model '{key}' makes {facts[key]['dim']}-d vectors but its image tower '{tower}' makes "
+                f"{facts[tower]['dim']}-d ones: its words could not search these photos. Leave it out of --models, "
+                f"or use a copy of it trained into '{tower}''s space."
+            )
+
+
+def _check_variants_column(items: Sequence, column: str) -> None:
+    if column != "caption" and not any(column in item.metadata for item in items):
+        raise CatalogError(
+            f"--variants-column '{column}' is not a column of this catalog; name a column of its CSV, or leave it out "
+            "to group products by name."
+        )
 
 
 def image_towers(models: Sequence[str]) -> tuple[str, ...]:
@@ -234,6 +260,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     tags.add_argument("--tag-vocabulary", type=Path, metavar="FILE",
                       help='JSON {"colour": [...], "category": [...]} replacing the default labels')
     tags.add_argument("--no-auto-tags", action="store_true", help="do not tag photos without metadata")
+    source.add_argument("--variants-column", default="caption", metavar="COLUMN",
+                        help="products with the same value here are variants of one (one card in the app); "
+                             "default: the same name (caption)")
     hnsw = parser.add_argument_group("HNSW graph")
     hnsw.add_argument("--m", type=cli.positive, default=HnswParams.m, help="graph degree")
     hnsw.add_argument("--ef-construction", type=cli.positive, default=HnswParams.ef_construction)
@@ -289,6 +318,7 @@ def main(argv: list[str] | None = None) -> int:
             full=args.full,
             auto_tags=not args.no_auto_tags,
             tag_vocabulary=read_vocabulary(args.tag_vocabulary) if args.tag_vocabulary else None,
+            variants=args.variants_column,
         )
         print(summary.describe())
         return 0

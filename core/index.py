@@ -149,6 +149,11 @@ class Manifest:
         return {name: Facet.from_dict(name, data) for name, data in self.catalog.get("facets", {}).items()}
 
     @property
+    def variants_column(self) -> str:
+        """What makes two products variants of one (shown as one card): "caption" (the name) or a metadata column."""
+        return str(self.catalog.get("variants", "caption"))
+
+    @property
     def caption_models(self) -> list[str]:
         """Text encoders with a caption index here."""
         return [e.encoder for e in self.entries if e.modality == "caption"]

@@ -42,6 +42,7 @@ class Query:
     not_text: tuple[str, ...] = ()  # words to push the query away from
     like: tuple[str, ...] = ()  # product ids to pull the query toward
     unlike: tuple[str, ...] = ()  # product ids to push it away from (and leave out)
+    exclude: tuple[str, ...] = ()  # product ids to leave out
 
 
 def searchable_models(image_towers: Sequence[str]) -> list[str]:
@@ -143,6 +144,7 @@ class SearchService:
             not_text=query.not_text,
             like=query.like,
             unlike=query.unlike,
+            exclude_ids=query.exclude,
         )
 
     def product_photos(self, catalog: str | None, item_id: str) -> list[Hit]:

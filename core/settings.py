@@ -18,6 +18,7 @@ CACHE_DIR_ENV = "VITRINE_CACHE_DIR"
 FAST_PATH_ENV = "VITRINE_FAST_PATH"
 API_URL_ENV = "VITRINE_API_URL"
 TORCH_THREADS_ENV = "VITRINE_TORCH_THREADS"
+PUBLIC_URL_ENV = "VITRINE_PUBLIC_URL"
 HUB_OFFLINE_ENV = "HF_HUB_OFFLINE"
 # Passed on to processes that load models elsewhere (Ray workers), so they find the same weights.
 MODEL_LOCATION_ENV = (MODELS_DIR_ENV, "HF_HOME", HUB_OFFLINE_ENV, "HF_ENDPOINT")
@@ -42,6 +43,7 @@ class Settings:
     hub_offline: bool
     api_url: str | None  # a Vitrine API the app sends its searches to, instead of loading models
     torch_threads: int  # intra-op threads of a server process (the API, a Serve replica)
+    public_url: str | None = None  # where phones reach the app (a booth's QR code); None: the browser's address
 
     @property
     def fastpath_record_dir(self) -> Path:
@@ -65,6 +67,7 @@ def current(environ: Mapping[str, str] = os.environ) -> Settings:
         hub_offline=environ.get(HUB_OFFLINE_ENV, "").strip() == "1",
         api_url=environ.get(API_URL_ENV, "").strip().rstrip("/") or None,
         torch_threads=_positive_int(environ.get(TORCH_THREADS_ENV), DEFAULT_TORCH_THREADS),
+        public_url=environ.get(PUBLIC_URL_ENV, "").strip().rstrip("/") or None,
     )
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from core.index import MANIFEST_FILE, IndexMismatchError, Manifest
-from core.models import Encoder
+from core.models import Encoder, ModelSpec
 
 PROBE_MIN_COSINE = 0.98
 
@@ -21,6 +21,25 @@ PROBE_MIN_COSINE = 0.98
 def model_facts(encoder: Encoder) -> dict:
     """What an index records about a model: its vector size and its probe."""
     return {"dim": encoder.dim, "probe": encoder.probe().round(6).tolist()}
+
+
+def search_problem(spec: ModelSpec, manifest: Manifest) -> str | None:
+    """Why a model cannot search this index, read from the manifest alone (nothing is loaded);
+    None when it can as far as the manifest records. `check_fits` still checks the weights on load."""
+    if manifest.image_entry is None:
+        return "this catalog has no photo index"
+    image_entry = manifest.image_entry_for(spec.image_tower)
+    if image_entry is None:
+        built = " and ".join(f"'{name}'" for name in manifest.image_towers)
+        return f"it reads photos with '{spec.image_tower}', this catalog's photos were indexed with {built}"
+    recorded = manifest.models.get(spec.key)
+    dims = {recorded.get("dim")} if isinstance(recorded, dict) else set()
+    caption_entry = manifest.find(spec.key, "caption")
+    dims |= {caption_entry.dim} if caption_entry is not None else set()
+    wrong = sorted(dim for dim in dims - {None, image_entry.dim})
+    if wrong:
+        return f"its vectors have {wrong[0]} dimensions, this catalog's photo vectors {image_entry.dim}"
+    return None
 
 
 def check_fits(encoder: Encoder, manifest: Manifest, folder: Path) -> None:

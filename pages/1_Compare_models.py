@@ -1,9 +1,6 @@
-"""Compare models: one description or photo, every model side by side."""
-
-import streamlit as st
+"""Compare models: one description or photo, every model that can search the catalog, side by side."""
 
 from ui import compare_page, nav
 
-st.set_page_config(page_title="Vitrine · compare models", page_icon="🛍️", layout="wide")
-nav.sidebar_links()
+nav.start_page("compare models")
 compare_page.render()

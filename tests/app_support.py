@@ -57,8 +57,9 @@ def _has_grid(at: AppTest, key: str) -> bool:
 
 
 def latency(at: AppTest) -> str:
-    """The latency line under the query ('12 of 300 products by words · encode …')."""
-    return next((c.value for c in at.caption if " products by " in c.value), "")
+    """The summary line over the results ('12 of 300 products by words', with details '… · encode …')."""
+    found = next((c.value for c in at.caption if " products by " in c.value), "")
+    return found.removesuffix(" · searching with")
 
 
 def texts(at: AppTest, kind: str) -> list[str]:

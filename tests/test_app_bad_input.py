@@ -55,7 +55,7 @@ def damaged_jpeg(fashion_dir) -> bytes:
 def test_a_bad_upload_says_what_is_wrong(app_index, damaged_jpeg, name, make, message):
     data = damaged_jpeg if make == "damaged" else make()
     at = open_app()
-    at.file_uploader(key="upload").upload(name, data, "image/png").run()
+    at.file_uploader(key="upload-0").upload(name, data, "image/png").run()
     assert_no_exception(at)
     errors = [body.replace("\\", "") for body in texts(at, "error")]  # shown escaped: names are user text
     assert len(errors) == 1 and message in errors[0] and name in errors[0]
@@ -74,7 +74,7 @@ def test_a_bad_camera_frame_says_what_is_wrong(app_index, damaged_jpeg):
 
 def test_a_strip_photo_is_searched_not_fatal(app_index):
     at = open_app()
-    at.file_uploader(key="upload").upload("strip.png", png_bytes(Image.new("RGB", (30_000, 1), "red"))).run()
+    at.file_uploader(key="upload-0").upload("strip.png", png_bytes(Image.new("RGB", (30_000, 1), "red"))).run()
     assert_no_exception(at)
     assert not texts(at, "error") and result_images(at) == 12
 
@@ -129,10 +129,10 @@ def test_catalog_captions_are_shown_as_text_never_markup(tiny_models, fashion_di
     monkeypatch.setenv("VITRINE_INDEX_DIR", str(tmp_path / "index"))
     at = open_app({"q": "dress", "k": "4"})
     assert latency(at).startswith("3 of 3 products")
-    shown = [m.value for m in at.grid(key="results").markdown]
+    shown = [m.value.split("\n") for m in at.grid(key="results").markdown]  # name, relevance, tags
     for caption in hostile:
-        card = next(body for body in shown if body[2:-2].replace("\\", "") == caption)
+        name = next(lines[0] for lines in shown if lines[0].rstrip()[2:-2].replace("\\", "") == caption).rstrip()
         for special in "<>[]()*:$`#!":
-            assert all(card[i - 1] == "\\" for i, ch in enumerate(card[2:-2], 2) if ch == special), card
-    chips = [body for body in shown if "badge[" in body]
+            assert all(name[i - 1] == "\\" for i, ch in enumerate(name[2:-2], 2) if ch == special), name
+    chips = [lines[-1] for lines in shown if "badge[" in lines[-1]]
     assert len(chips) == 3 and all("[\\<b\\>red\\</b\\>]" in chip for chip in chips)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
@@ -118,15 +117,6 @@ def test_without_models_the_search_page_shows_the_offline_remedy(fashion_index, 
     at = open_app({"q": "shirt"})
     assert "could not be loaded" in texts(at, "error")[0] and "python -m core.models download" in at.code[0].value
     assert at.button[-1].label == "Try again" and result_images(at) == 0
-
-
-def test_the_sample_without_its_downloader_says_so(empty_index_dir, monkeypatch):
-    monkeypatch.setitem(sys.modules, "core.sample", None)  # import fails as if the module were absent
-    at = open_app()
-    at.form_submit_button[0].click().run()
-    assert_no_exception(at)
-    assert "no sample-catalog downloader" in texts(at, "error")[0].replace("\\", "")
-    assert at.title[0].value == "Welcome to Vitrine"
 
 
 def test_the_sample_without_network_says_so(empty_index_dir, sample_cache, monkeypatch):

@@ -16,6 +16,8 @@ from core.catalog import from_folder
 from core.models import CLIP_KEY, MULTILINGUAL_KEY, get_encoder
 from core.projection import Projection
 
+from ui import variants
+
 from .app_support import (
     app_index,  # noqa: F401  (fixture)
     assert_no_exception,
@@ -44,9 +46,11 @@ def words(text: str) -> str:
 
 
 def shows_in_order(grid, captions: list[str]) -> bool:
-    """Whether the grid's texts name these products, in this order (a long name may be cut short)."""
-    shown = iter(words(m.value) for m in grid.markdown)
-    return all(any(text and words(caption).startswith(text) for text in shown) for caption in captions)
+    """Whether the grid's cards are named after these products, in this order (a long name may be cut short)."""
+    names = [words(m.value.split("  \n")[0]) for m in grid.markdown]
+    return len(names) == len(captions) and all(
+        name and words(caption).startswith(name) for name, caption in zip(names, captions)
+    )
 
 
 def test_compare_shows_both_models_side_by_side_with_their_overlap(app_index, engine):
@@ -54,8 +58,14 @@ def test_compare_shows_both_models_side_by_side_with_their_overlap(app_index, en
     assert [h.value for h in at.subheader] == [CLIP_KEY, MULTILINGUAL_KEY]
     images = [len(at.grid(key=f"compare-{model}").image) for model in (CLIP_KEY, MULTILINGUAL_KEY)]
     assert images == [8, 8]
-    # each column is that model's own search, and the overlap is counted from those searches
-    own = {model: engine.search(text="Sonnenbrille", model=model, k=8).hits for model in (CLIP_KEY, MULTILINGUAL_KEY)}
+    # each column is that model's own search (one card per product and its variants), and the
+    # overlap is counted from those searches
+    groups = variants.for_engine(engine)
+    own = {
+        model: [card.hit for card in variants.cards(
+            engine.search(text="Sonnenbrille", model=model, k=variants.fetch_size(8)).hits, groups, 8)]
+        for model in (CLIP_KEY, MULTILINGUAL_KEY)
+    }
     for model, hits in own.items():
         assert shows_in_order(at.grid(key=f"compare-{model}"), [hit.caption for hit in hits])
     shared = len({hit.id for hit in own[CLIP_KEY]} & {hit.id for hit in own[MULTILINGUAL_KEY]})

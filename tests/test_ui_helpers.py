@@ -11,6 +11,7 @@ from core.images import DEFAULT_MAX_BYTES
 from core.models import CLIP_KEY, MAX_TEXT_CHARS, MULTILINGUAL_KEY
 from core.search import SearchResult
 from ui.first_run import catalog_name
+from ui.labels import facet_label
 from ui.results import latency_line, metadata_chips
 from ui.state import K_MAX, K_MIN, SearchState, from_query_params, to_query_params
 from ui.text import code, plain
@@ -79,7 +80,16 @@ def test_metadata_chips_prefer_telling_keys_and_skip_blanks():
 
 def test_latency_line_adds_up_encoding_and_search():
     result = SearchResult(hits=[], timings_ms={"decode": 1.0, "encode_image": 4.0, "encode_text": 2.0, "search": 0.5, "merge": 0.25, "total": 8.0}, mode="blend")
-    assert latency_line(result, 9583) == "0 of 9,583 products by words + photo · encode 7.0 ms · search 0.8 ms · total 8.0 ms"
+    assert latency_line(result, 9583, 12) == "12 of 9,583 products by words + photo"
+    assert latency_line(result, 9583, 12, details=True) == (
+        "12 of 9,583 products by words + photo · model clip-ViT-B-32 · encode 7.0 ms · search 0.8 ms · total 8.0 ms"
+    )
+
+
+def test_chips_leave_out_blank_and_na_values_and_facets_read_as_words():
+    assert metadata_chips({"gender": "Men", "baseColour": "NA", "season": " ", "usage": "Casual"}) == ["Men", "Casual"]
+    assert [facet_label(c) for c in ("baseColour", "masterCategory", "fabricType", "style_code")] == [
+        "Colour", "Category", "Fabric type", "Style code"]
 
 
 @pytest.mark.parametrize(("typed", "name"), [("My Shop 2024", "My-Shop-2024"), ("../../etc", "etc"), ("", "catalog"), ("ß✓", "catalog")])

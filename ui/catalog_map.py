@@ -11,6 +11,8 @@ import streamlit as st
 
 from core.projection import Projection
 from core.search import SearchEngine
+from ui import state
+from ui.labels import facet_label
 
 MAP_POINTS = 3000  # enough to see the shape; more only slows the browser
 MAX_COLOURS = 20
@@ -49,10 +51,10 @@ def catalog_map(folder: str, built_at: str, _engine: SearchEngine) -> CatalogMap
 
 def render_map(engine: SearchEngine, query: tuple[str, np.ndarray] | None) -> None:
     """The photo cloud coloured by a metadata column, and the query as a marked point."""
-    built_at = engine.manifest.created_at
+    built_at = engine.manifest.version
     cmap = catalog_map(str(engine.folder), built_at, engine)
     columns = colour_columns(cmap.points)
-    colour = st.selectbox("Colour by", columns, key="map_colour", width=280) if columns else None
+    colour = st.selectbox("Colour by", columns, key=state.MAP_COLOUR, width=280, format_func=facet_label) if columns else None
     # chart fields get fixed names: Vega-Lite reads '.', ':' and brackets in a name as syntax
     data = cmap.points[["x", "y", "caption"]].assign(group=cmap.points[colour] if colour else "")
     x_share, y_share = cmap.projection.explained
@@ -61,10 +63,10 @@ def render_map(engine: SearchEngine, query: tuple[str, np.ndarray] | None) -> No
         y=alt.Y("y:Q", title=f"second principal axis ({y_share:.0%})", axis=alt.Axis(labels=False)),
     )
     points = base.mark_circle(size=30, opacity=0.6).encode(
-        color=alt.Color("group:N", title=colour, legend=alt.Legend(orient="bottom", columns=6))
+        color=alt.Color("group:N", title=facet_label(colour) if colour else None, legend=alt.Legend(orient="bottom", columns=6))
         if colour else alt.value("#8C8C8C"),
         tooltip=[alt.Tooltip("caption:N", title="product")]
-        + ([alt.Tooltip("group:N", title=colour)] if colour else []),
+        + ([alt.Tooltip("group:N", title=facet_label(colour))] if colour else []),
     )
     layers = [points]
     if query is not None and query[1] is not None and len(query[1]) == cmap.projection.mean.shape[0]:
@@ -76,7 +78,7 @@ def render_map(engine: SearchEngine, query: tuple[str, np.ndarray] | None) -> No
             .encode(tooltip=["label:N"]),
             spot.mark_text(dy=-22, fontWeight="bold", fontSize=13, color=QUERY_COLOUR).encode(text="label:N"),
         ]
-    st.altair_chart(alt.layer(*layers), height=520, key="catalog_map")
+    st.altair_chart(alt.layer(*layers), height=520, key=state.MAP_CHART)
     if query is None:
         st.caption("Search on the search page, and your query appears on this map.")
     else:

@@ -17,18 +17,18 @@ from core.build_index import BuildSummary, build_index
 from core.catalog import Catalog, CatalogError, from_folder
 from core import settings
 from core.models import ModelLoadError
-from ui import messages, resources
+from core import sample
+from core.sample import SAMPLE_DATASET, SAMPLE_NAME
+from ui import messages, resources, state
 from ui.text import code, plain
 
 SAMPLE_SIZES = (200, 1_000, 5_000, 10_000)
 SAMPLE_DEFAULT = 1_000
-SAMPLE_NAME = "fashion-sample"
-LAST_BUILD = "_last_build"
 MAX_NAME_CHARS = 64
 
 
 class SampleUnavailable(RuntimeError):
-    """The sample catalog cannot be had here (no downloader, or no network)."""
+    """The sample catalog cannot be had here (no network, or the hub refused)."""
 
 
 def render(index_root: Path) -> None:
@@ -74,8 +74,7 @@ class BuildRequest:
 def _sample_form(index_root: Path) -> BuildRequest | None:
     with st.form("sample_form", border=False):
         st.markdown(
-            "Product photos and names from the Hugging Face dataset "
-            "`ashraq/fashion-product-images-small` (needs network)."
+            f"Product photos and names from the Hugging Face dataset {code(SAMPLE_DATASET)} (needs network)."
         )
         size = st.select_slider("Products", SAMPLE_SIZES, value=SAMPLE_DEFAULT, format_func="{:,}".format)
         if st.form_submit_button("Download and index", icon=":material/download:", type="primary"):
@@ -84,15 +83,9 @@ def _sample_form(index_root: Path) -> BuildRequest | None:
 
 
 def _sample_catalog(size: int) -> Catalog:
-    """Imported only here: the downloader is optional, and everything else works without it."""
+    """The sample's catalog; any failure (network, hub, parquet) becomes one message with the way out."""
     try:
-        from core.sample import sample_catalog
-    except ImportError as err:
-        raise SampleUnavailable(
-            "This installation has no sample-catalog downloader. Index a folder of photos instead."
-        ) from err
-    try:
-        return sample_catalog(size)
+        return sample.sample_catalog(size)
     except Exception as err:  # network, hub and parquet errors all mean the same here
         raise SampleUnavailable(
             f"The sample catalog could not be downloaded ({err}). Without network, index a folder of photos instead."
@@ -101,16 +94,16 @@ def _sample_catalog(size: int) -> Catalog:
 
 def _folder_form(index_root: Path) -> BuildRequest | None:
     with st.form("folder_form", border=False):
-        images = st.text_input("Folder of product photos", placeholder="/data/shop/images", key="fr_images")
+        images = st.text_input("Folder of product photos", placeholder="/data/shop/images", key=state.FIRST_RUN_IMAGES)
         captions = st.text_input(
             "Captions CSV (optional)",
             placeholder="/data/shop/products.csv",
-            key="fr_captions",
+            key=state.FIRST_RUN_CAPTIONS,
             help="One row per product: an id column naming its photo (id 1163: 1163.jpg), a caption column "
             "(caption, productDisplayName, title, name or description); other columns become filters.",
         )
-        name = st.text_input("Catalog name", placeholder="shop", key="fr_name")
-        limit = st.number_input("Index only the first N photos (0: all)", min_value=0, step=100, key="fr_limit")
+        name = st.text_input("Catalog name", placeholder="shop", key=state.FIRST_RUN_NAME)
+        limit = st.number_input("Index only the first N photos (0: all)", min_value=0, step=100, key=state.FIRST_RUN_LIMIT)
         if st.form_submit_button("Index this folder", icon=":material/play_arrow:", type="primary"):
             if not images.strip():
                 st.warning("Give the folder that holds your product photos.")
@@ -128,34 +121,41 @@ def catalog_name(text: str) -> str:
 
 
 def _build(request: BuildRequest) -> None:
-    """Run the builder with a progress bar; on success, rerun into the search page."""
+    """Run the builder with a progress bar; on success, rerun into the search page.
+
+    A failure is said below the progress box, in the open: the box itself is closed."""
     lock = resources.build_lock()
     if not lock.acquire(blocking=False):
         st.warning("Another visitor is building a catalog right now. Reload the page in a minute.")
         return
+    failure: Exception | None = None
     try:
         with st.status("Building the index…", expanded=True) as status:
             try:
                 summary = _run_builder(request)
-            except ModelLoadError as err:
-                status.update(label="A model is missing", state="error")
-                messages.model_unavailable(err)
-                return
-            except (CatalogError, SampleUnavailable, OSError) as err:
-                status.update(label="The index could not be built", state="error")
-                messages.problem("The index could not be built.", err)
-                return
-            status.update(label="Index ready", state="complete")
+                status.update(label="Index ready", state="complete")
+            except (ModelLoadError, CatalogError, SampleUnavailable, OSError) as err:
+                failure = err
+                status.update(label="The index could not be built", state="error", expanded=False)
     finally:
         lock.release()
-    st.session_state[LAST_BUILD] = summary.describe()
-    st.rerun()
+    if isinstance(failure, ModelLoadError):
+        messages.model_unavailable(failure)
+    elif failure is not None:
+        messages.problem("The index could not be built.", failure)
+    else:
+        st.session_state[state.LAST_BUILD] = summary.describe()
+        st.rerun()
 
 
 def _run_builder(request: BuildRequest) -> BuildSummary:
     st.write("Reading the catalog…")
     catalog = request.make_catalog()
-    st.write(f"{len(catalog.items):,} photos found; computing their vectors (the models load first).")
+    found = len(catalog.items)
+    if request.limit and request.limit < found:
+        st.write(f"{found:,} photos found; indexing the first {request.limit:,} (the models load first).")
+    else:
+        st.write(f"{found:,} photos found; computing their vectors (the models load first).")
     bar = st.progress(0.0, text="Loading the models…")
 
     def on_progress(stage: str, done: int, total: int) -> None:
@@ -166,7 +166,7 @@ def _run_builder(request: BuildRequest) -> BuildSummary:
 
 def show_last_build() -> None:
     """After a build the page reruns into the search page: say once what was indexed."""
-    described = st.session_state.pop(LAST_BUILD, None)
+    described = st.session_state.pop(state.LAST_BUILD, None)
     if described:
         first, *rest = described.splitlines()
         st.success(plain(first), icon=":material/check_circle:")

@@ -28,3 +28,13 @@ def model_unavailable(err: Exception) -> None:
 def problem(title: str, err: Exception) -> None:
     """Any other failure the visitor can act on (the message says how)."""
     st.error(f"**{title}** {plain(str(err))}", icon=":material/error:")
+
+
+def no_model_fits(catalog: str, reasons: dict[str, str]) -> None:
+    """No model can search this catalog: say why for each, and how to rebuild it."""
+    why = "; ".join(f"{plain(key)}: {plain(reason)}" for key, reason in reasons.items())
+    st.warning(
+        f"**No model here can search the catalog “{plain(catalog)}”.** {why}. Rebuild it with the models "
+        "this server has: `python -m core.build_index ... --out index_data/NAME`.",
+        icon=":material/search_off:",
+    )

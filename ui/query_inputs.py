@@ -21,9 +21,6 @@ from core.search import SearchEngine
 from ui import state
 from ui.text import plain
 
-PROMPT_PICK = "prompt"
-TOAST = "_toast"
-UPLOAD_KEY, CAMERA_KEY = "upload", "camera"
 UPLOAD_TYPES = [extension.lstrip(".") for extension in IMAGE_EXTENSIONS]
 EXAMPLE_PRODUCTS = 6
 PREVIEW_PX = 192  # twice the shown size, for sharp high-DPI screens
@@ -66,15 +63,17 @@ class ImageQuery:
 def text_box(key: str = state.TEXT, switch_to_multilingual: bool = False) -> str:
     """The description box and its example prompts; returns the text as typed.
 
-    With switch_to_multilingual, a German, French or Spanish example moves CLIP to the multilingual model.
+    With switch_to_multilingual (only when that model can search this catalog), a German, French
+    or Spanish example moves CLIP to the multilingual model.
     """
     text = st.text_input(
         "Describe what you are looking for",
         key=key,
         type="search",
         placeholder="red summer dress · schwarze Lederjacke · robe bleue …",
+        on_change=state.new_words if key == state.TEXT else None,
     )
-    prompt_key = f"{key}-{PROMPT_PICK}"
+    prompt_key = f"{key}{state.PROMPT_SUFFIX}"
     st.pills(
         "Try",
         range(len(EXAMPLE_PROMPTS)),
@@ -83,7 +82,7 @@ def text_box(key: str = state.TEXT, switch_to_multilingual: bool = False) -> str
         on_change=_use_prompt,
         args=(key, prompt_key, switch_to_multilingual),
         label_visibility="collapsed",
-        wrap=True,
+        wrap=not text,  # with a query, one scrolling row: the results start higher (on a phone, a screen higher)
     )
     if len(text or "") > MAX_TEXT_CHARS:
         st.caption(f"Only the first {MAX_TEXT_CHARS:,} characters are used.")
@@ -98,46 +97,62 @@ def _use_prompt(text_key: str, prompt_key: str, may_switch_model: bool) -> None:
         return
     prompt = EXAMPLE_PROMPTS[picked]
     st.session_state[text_key] = prompt.text
+    if text_key == state.TEXT:
+        state.new_words()
     if not prompt.english and may_switch_model and st.session_state[state.MODEL] == CLIP_KEY:
         st.session_state[state.MODEL] = MULTILINGUAL_KEY
-        st.session_state[TOAST] = "Switched to the multilingual model: CLIP reads English only."
+        st.session_state[state.TOAST] = "Switched to the multilingual model: CLIP reads English only."
 
 
 def use_product(item_id: str) -> None:
     """"More like this": that product's photo becomes the query, the words are cleared."""
     st.session_state[state.IMAGE_SOURCE] = state.CATALOG_PRODUCT
     st.session_state[state.PRODUCT] = item_id
+    st.session_state[state.FROM_LIKE] = True
     st.session_state[state.TEXT] = ""
 
 
 def _choose_product(item_id: str) -> None:
     st.session_state[state.PRODUCT] = item_id
-
-
-def _clear_product() -> None:
-    st.session_state[state.PRODUCT] = ""
+    st.session_state[state.FROM_LIKE] = False
 
 
 def image_input(engine: SearchEngine) -> ImageQuery | None:
-    """The photo part of the query, from the way the visitor picked; None without a usable photo."""
+    """The photo part of the query in a section that opens when a photo is in use (closed, it keeps
+    a phone's results near the top); None without a usable photo."""
+    in_use = (
+        st.session_state[state.IMAGE_SOURCE] != state.UPLOAD
+        or st.session_state.get(state.photo_widget_key(state.UPLOAD_KEY)) is not None
+        or state.PHOTO_REFUSED in st.session_state
+    )
+    with st.expander("Search with a photo", expanded=in_use, icon=":material/photo_camera:"):
+        return _image_input(engine)
+
+
+def _image_input(engine: SearchEngine) -> ImageQuery | None:
     source = st.segmented_control(
-        "Search with a photo",
+        "Photo from",
         state.IMAGE_SOURCES,
         key=state.IMAGE_SOURCE,
         required=True,
         format_func=_SOURCE_LABELS.get,
+        label_visibility="collapsed",
     )
+    if refused := st.session_state.pop(state.PHOTO_REFUSED, None):
+        st.error(refused, icon=":material/broken_image:")
     if source == state.UPLOAD:
         upload = st.file_uploader(
             "Upload a photo",
             type=UPLOAD_TYPES,
-            key=UPLOAD_KEY,
+            key=state.photo_widget_key(state.UPLOAD_KEY),
             max_upload_size=DEFAULT_MAX_BYTES // (1 << 20),
             label_visibility="collapsed",
         )
         return _photo_query(upload)
     if source == state.CAMERA:
-        return _photo_query(st.camera_input("Snap an outfit", key=CAMERA_KEY, label_visibility="collapsed"))
+        return _photo_query(
+            st.camera_input("Snap an outfit", key=state.photo_widget_key(state.CAMERA_KEY), label_visibility="collapsed")
+        )
     return _product_query(engine)
 
 
@@ -149,8 +164,10 @@ def _photo_query(upload: UploadedFile | None) -> ImageQuery | None:
     try:
         preview = _preview_jpeg(data)
     except ImageError as err:
-        st.error(f"**{plain(upload.name, 80)}**: {plain(str(err))}", icon=":material/broken_image:")
-        return None
+        # The widget is emptied (a refused file must not stay listed) and the page drawn again without it.
+        st.session_state[state.PHOTO_REFUSED] = f"**{plain(upload.name, 80)}**: {plain(str(err))}"
+        state.clear_photo()
+        st.rerun()
     with st.container(horizontal=True, vertical_alignment="center"):
         st.image(preview, width=96)
         st.caption("Searching with this photo")
@@ -179,20 +196,20 @@ def _product_query(engine: SearchEngine) -> ImageQuery | None:
                 if hit.thumbnail:
                     st.image(hit.thumbnail, width=96)
                 st.markdown(plain(hit.caption or hit.id, 80))
-                st.button("Clear", icon=":material/close:", on_click=_clear_product, type="tertiary")
+                st.button("Clear", icon=":material/close:", on_click=state.clear_product, type="tertiary")
             return ImageQuery(product=product, label=hit.caption or hit.id)
         st.warning(f"Product {plain(product, 60)} is not in this catalog; pick another one.")
         st.session_state[state.PRODUCT] = ""
     st.caption("Pick a product to find similar ones:")
     grid = st.grid(columns=3, min_column_width=90, gap="xsmall")
-    for row in _example_rows(engine.count):
+    for row in _example_rows(engine.reader.count):
         hit = engine.reader.hit(row)
         with grid.cell():
             if hit.thumbnail:
                 st.image(hit.thumbnail, width="stretch")
             st.button(
                 "Use",
-                key=f"example-{hit.id}",
+                key=f"{state.EXAMPLE_PREFIX}{hit.id}",
                 on_click=_choose_product,
                 args=(hit.id,),
                 width="stretch",

@@ -40,7 +40,7 @@ def engine_for(folder: Path) -> SearchEngine | RemoteEngine:
     api_url = settings.current().api_url
     if api_url:
         return _remote_engine(api_url, folder.name)
-    return _engine(str(folder), read_manifest(folder).created_at)
+    return _engine(str(folder), read_manifest(folder).version)
 
 
 @st.cache_resource(max_entries=8, ttl=60, show_spinner=False)
@@ -58,7 +58,7 @@ def ready_engine(folder: Path, model: str) -> SearchEngine | RemoteEngine:
     (the API warms its own models)."""
     if settings.current().api_url:
         return engine_for(folder)
-    built_at = read_manifest(folder).created_at
+    built_at = read_manifest(folder).version
     engine = _engine(str(folder), built_at)
     _warm_up(str(folder), built_at, model)
     return engine

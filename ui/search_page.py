@@ -1,4 +1,4 @@
-"""The search page: sidebar settings, words and/or a photo, and the result grid."""
+"""The search page: sidebar settings, words and/or a photo, what is searched, and the result grid."""
 
 from __future__ import annotations
 
@@ -9,13 +9,11 @@ from core.images import ImageError
 from core.index import IndexMismatchError
 from core.models import MULTILINGUAL_KEY, ModelLoadError
 from core.search import QueryError, SearchEngine, SearchResult
-from ui import catalog_context, first_run, messages, query_inputs, resources, results, sidebar, state, steering
+from ui import catalog_context, first_run, messages, query_bar, query_inputs, resources, results, share, sidebar, state
+from ui import steering, variants
 from ui.query_inputs import ImageQuery
 from ui.sidebar import SearchOptions
 from ui.text import plain
-
-
-LAST_QUERY = "_last_query"  # (label, vector) of the latest search, for the catalog map
 
 
 def render() -> None:
@@ -27,21 +25,23 @@ def render() -> None:
     first_run.show_last_build()
     for note in st.session_state.pop(state.URL_NOTES, []):
         st.toast(note, icon=":material/link_off:")
-    if toast := st.session_state.pop(query_inputs.TOAST, None):
+    if toast := st.session_state.pop(state.TOAST, None):
         st.toast(toast, icon=":material/translate:")
     model = sidebar.model_picker(engine)
     options = sidebar.result_controls()
+    if model is None:
+        messages.no_model_fits(folder.name, sidebar.unfit_models(engine))
+        return
     try:
         engine = resources.ready_engine(folder, model)
     except ModelLoadError as err:
         messages.model_unavailable(err)
         return
     except IndexMismatchError as err:
-        messages.problem(f"The catalog '{folder.name}' does not fit this model.", err)
-        return
+        _drop_model(engine, model, err)
 
     _header(engine)
-    words, photo = st.columns([3, 2], gap="large")
+    words, photo = st.columns([3, 2], gap="medium")
     with words:
         query_inputs.text_box(
             switch_to_multilingual=any(spec.key == MULTILINGUAL_KEY for spec in sidebar.searchable_models(engine))
@@ -50,17 +50,21 @@ def render() -> None:
         image = query_inputs.image_input(engine)
     steer = steering.controls(engine.reader.facets)
     current = state.current()
-    state.publish(current, resources.catalog_folders()[0].name, steering.to_query_params(steer))
+    share.render(state.publish(current, resources.catalog_folders()[0].name, steering.to_query_params(steer)))
     if not current.text and image is None and not steer.liked:
         results.render_empty_state()
         return
-    result = _search(engine, current, image, options, steer)
+    groups = variants.for_engine(engine)
+    result = _search(engine, current, image, options, steer, groups)
     if result is None:
         return
-    st.session_state[LAST_QUERY] = (_query_label(current.text, image), result.query_vector)
-    st.caption(results.latency_line(result, engine.count))
-    if result.hits:
-        results.render_grid(result.hits, key="results", on_more_like_this=query_inputs.use_product,
+    st.session_state[state.LAST_QUERY] = (_query_label(current.text, image), result.query_vector)
+    cards = variants.cards(result.hits, groups, current.k)
+    details = bool(st.session_state.get(state.DETAILS))
+    summary = results.latency_line(result, engine.manifest.product_count, len(cards), details)
+    query_bar.render(summary, current.text, image, current.blend)
+    if cards:
+        results.render_grid(cards, key=state.RESULTS_GRID, on_more_like_this=query_inputs.use_product, details=details,
                             card_footer=steering.feedback_buttons)
     elif result.matching == 0:
         steering.render_no_match(steer)
@@ -68,28 +72,41 @@ def render() -> None:
         results.render_no_hits(result, options.threshold)
 
 
+def _drop_model(engine: SearchEngine, model: str, err: Exception) -> None:
+    """A model that fails the weights check is not offered again; the page reruns with another one."""
+    sidebar.mark_unfit(engine, model, str(err))
+    st.session_state[state.TOAST] = f"{sidebar.model_label(model)} cannot search this catalog; using another model."
+    st.rerun()
+
+
 def _header(engine: SearchEngine) -> None:
-    catalog = engine.manifest.catalog
-    st.title("Vitrine", anchor=False)
-    st.caption(
-        f"{catalog.get('products', engine.count):,} products in “{plain(str(catalog.get('name', '')))}” · "
-        "search by words, by photo, or both"
-    )
+    manifest = engine.manifest
+    with st.container(horizontal=True, vertical_alignment="bottom", key="page_header"):
+        st.title("Vitrine", anchor=False, width="content")
+        st.caption(f"{manifest.product_count:,} products in “{plain(manifest.name)}” · search by words, by photo, or both")
 
 
 def _search(
-    engine: SearchEngine, current: state.SearchState, image: ImageQuery | None, options: SearchOptions,
+    engine: SearchEngine,
+    current: state.SearchState,
+    image: ImageQuery | None,
+    options: SearchOptions,
     steer: steering.Steering,
+    groups: variants.Variants,
 ) -> SearchResult | None:
     """Run the query; bad input becomes a message and the page keeps working."""
+    like = image.product if image else None
+    # "More like this" leaves out the product and every variant of it.
+    exclude = groups.siblings([like], engine.reader.rows_of(like).tolist()) if like else []
     try:
         return engine.search(
             text=current.text or None,
             image=image.data if image else None,
-            product=image.product if image else None,
+            product=like,
+            exclude_ids=exclude,
             model=current.model,
             blend=current.blend,
-            k=current.k,
+            k=variants.fetch_size(current.k),
             threshold=options.threshold,
             use_captions=options.use_captions,
             **steer.search_arguments(),
@@ -99,7 +116,7 @@ def _search(
     except ModelLoadError as err:
         messages.model_unavailable(err)
     except IndexMismatchError as err:
-        messages.problem("This catalog does not fit the model.", err)
+        _drop_model(engine, current.model, err)
     except ApiUnavailable as err:  # a thin front end's API (VITRINE_API_URL) stopped answering
         messages.problem("The search service cannot be reached.", err)
     return None

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import streamlit as st
 
-from core.models import ModelSpec, available_models
+from core.models import CLIP_KEY, MULTILINGUAL_KEY, ModelSpec, available_models
 from core.search import SearchEngine
+from core.weights import search_problem
 from ui import state
+from ui.text import plain
 
 # Cosines between a query and product photos with CLIP ViT-B/32 (both models share its space).
 TYPICAL_SCORES = "Typical scores: words → photo 0.20–0.35, photo → photo 0.50–0.95."
@@ -31,21 +33,49 @@ def catalog_picker(folders: list[Path]) -> Path:
     return folders[names.index(st.session_state[state.CATALOG])]
 
 
+# What a shopper is told a model is for; other (local) models go by their key.
+MODEL_LABELS = {CLIP_KEY: "English", MULTILINGUAL_KEY: "Any language (50+)"}
+
+
+def unfit_models(engine: SearchEngine) -> dict[str, str]:
+    """Model key -> why it cannot search this catalog: from the manifest (core.weights), and from
+    earlier attempts in this session that failed the weights check on load."""
+    found = {spec.key: problem for spec in available_models() if (problem := search_problem(spec, engine.manifest))}
+    return found | st.session_state.get(state.UNFIT_MODELS, {}).get(str(engine.folder), {})
+
+
+def mark_unfit(engine: SearchEngine, key: str, reason: str) -> None:
+    """Remember that a model failed against this catalog, so the picker stops offering it."""
+    st.session_state.setdefault(state.UNFIT_MODELS, {}).setdefault(str(engine.folder), {})[key] = reason
+
+
 def searchable_models(engine: SearchEngine) -> list[ModelSpec]:
-    """Models that read photos with one of this index's image towers (CLIP's, and FashionCLIP's
-    when the catalog was built with it): each searches its own tower's image index."""
-    towers = engine.reader.image_towers
-    return [spec for spec in available_models() if spec.image_tower in towers]
+    """Models that can search this catalog: each reads photos with one of its image towers (CLIP's,
+    and FashionCLIP's when the catalog was built with it) and searches that tower's own index."""
+    unfit = unfit_models(engine)
+    return [spec for spec in available_models() if spec.key not in unfit]
 
 
-def model_picker(engine: SearchEngine) -> str:
-    """The model selector with a one-line hint under it."""
+def model_label(key: str) -> str:
+    return MODEL_LABELS.get(key, key)
+
+
+def model_picker(engine: SearchEngine) -> str | None:
+    """The model selector with a hint under it, and why any other model is missing; None when none fits."""
     specs = searchable_models(engine)
+    unfit = unfit_models(engine)
     keys = [spec.key for spec in specs]
+    if not keys:
+        return None
     if st.session_state[state.MODEL] not in keys:
         st.session_state[state.MODEL] = keys[0]
-    key = st.sidebar.selectbox("Model", keys, key=state.MODEL)
+    key = st.sidebar.selectbox("Search words in", keys, key=state.MODEL, format_func=model_label)
     st.sidebar.caption(next(spec.hint for spec in specs if spec.key == key))
+    if unfit:
+        st.sidebar.caption(
+            "Not offered for this catalog: "
+            + "; ".join(f"{plain(model_label(name))}, because {plain(reason)}" for name, reason in unfit.items()) + "."
+        )
     return key
 
 
@@ -68,8 +98,14 @@ def result_controls() -> SearchOptions:
         )
         st.sidebar.caption(TYPICAL_SCORES)
     use_captions = st.sidebar.checkbox(
-        "Match captions too",
+        "Match product names too",
         key=state.CAPTIONS,
-        help="Words are also compared with the product captions, and both rankings are merged.",
+        help="Words are also compared with the product names, and both rankings are merged.",
     )
+    details_toggle()
     return SearchOptions(threshold=threshold, use_captions=use_captions)
+
+
+def details_toggle() -> bool:
+    """Scores, timings and model keys, for whoever runs the booth; shoppers do not need them."""
+    return st.sidebar.toggle("Show details", key=state.DETAILS, help="Scores, timings and which model answered.")

@@ -24,6 +24,25 @@ IMAGE_SOURCE, THRESHOLD_ON, THRESHOLD, CAPTIONS = "image_source", "threshold_on"
 UPLOAD, CAMERA, CATALOG_PRODUCT = "Upload", "Camera", "Catalog product"
 IMAGE_SOURCES = (UPLOAD, CAMERA, CATALOG_PRODUCT)
 THRESHOLD_DEFAULT = 0.25
+# Session keys of the other widgets and of what one run leaves for the next (underscore: not a widget).
+PROMPT_SUFFIX = "-prompt"  # the example-prompt pills under a text box keyed K are keyed K + this
+UPLOAD_KEY, CAMERA_KEY = "upload", "camera"
+COMPARE_TEXT = "compare_text"
+MAP_COLOUR = "map_colour"
+BROWSE_WORDS, BROWSE_PAGE, BROWSE_PREFIX = "browse_words", "browse_page", "browse_"
+FIRST_RUN_IMAGES, FIRST_RUN_CAPTIONS, FIRST_RUN_NAME, FIRST_RUN_LIMIT = "fr_images", "fr_captions", "fr_name", "fr_limit"
+TOAST = "_toast"  # a note for the next run to show as a toast
+LAST_QUERY = "_last_query"  # (label, vector) of the latest search, for the catalog map
+LAST_BUILD = "_last_build"  # the summary of the build that just finished
+GO_SEARCH = "_go_search"  # a catalog card asked for "more like this": switch to the search page
+DETAILS = "details"  # show scores, timings and model keys
+PHOTO_NONCE = "_photo_nonce"  # part of the upload and camera widget keys: a new value empties them
+PHOTO_REFUSED = "_photo_refused"  # why the last photo was refused, shown once after the widget is emptied
+FROM_LIKE = "_from_like"  # the query product came from "More like this" (new words replace it)
+UNFIT_MODELS = "_unfit_models"  # model key -> why it failed to load against this catalog
+# Keys of element groups: a grid's cards key their buttons "<grid>-like-<product id>".
+RESULTS_GRID, BROWSE_GRID, COMPARE_GRID_PREFIX = "results", "browse", "compare-"
+MAP_CHART, EXAMPLE_PREFIX = "catalog_map", "example-"
 # URL parameter of each shared field; text gets the short name search engines use.
 URL_NAMES = {TEXT: "q", MODEL: "model", K: "k", BLEND: "blend", PRODUCT: "product", CATALOG: "catalog"}
 # Steering (ui/steering.py): one multiselect per facet under FILTERS.<facet>, the "less of" words,
@@ -124,7 +143,7 @@ def ensure_defaults(catalogs: Sequence[str]) -> None:
     """
     defaults = {field.name: getattr(SearchState(catalog=catalogs[0] if catalogs else ""), field.name)
                 for field in fields(SearchState)}
-    defaults |= {IMAGE_SOURCE: UPLOAD, THRESHOLD_ON: False, THRESHOLD: THRESHOLD_DEFAULT, CAPTIONS: True}
+    defaults |= {IMAGE_SOURCE: UPLOAD, THRESHOLD_ON: False, THRESHOLD: THRESHOLD_DEFAULT, CAPTIONS: True, DETAILS: False}
     for key, default in defaults.items():
         st.session_state[key] = st.session_state.get(key, default)
     if catalogs and st.session_state[CATALOG] not in catalogs:
@@ -144,9 +163,41 @@ def current() -> SearchState:
     )
 
 
-def publish(state: SearchState, default_catalog: str, extra: Mapping[str, str] | None = None) -> None:
+def publish(state: SearchState, default_catalog: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """Write the state (and `extra` parameters, the steering's) to the URL, only when it changed
-    (each write is a message to the browser)."""
+    (each write is a message to the browser); returns the parameters, for the share link."""
     wanted = to_query_params(state, default_catalog) | dict(extra or {})
     if st.query_params.to_dict() != wanted:
         st.query_params.from_dict(wanted)
+    return wanted
+
+
+def photo_widget_key(base: str) -> str:
+    """The upload or camera widget's key now; `clear_photo` moves it on, which empties the widget."""
+    return f"{base}-{st.session_state.get(PHOTO_NONCE, 0)}"
+
+
+def clear_photo() -> None:
+    st.session_state[PHOTO_NONCE] = st.session_state.get(PHOTO_NONCE, 0) + 1
+
+
+def clear_text() -> None:
+    st.session_state[TEXT] = ""
+
+
+def clear_product() -> None:
+    st.session_state[PRODUCT] = ""
+    st.session_state[FROM_LIKE] = False
+
+
+def clear_all() -> None:
+    clear_text()
+    clear_photo()
+    clear_product()
+
+
+def new_words() -> None:
+    """Typing after "More like this" starts a new search by words instead of blending with that product."""
+    if st.session_state.get(FROM_LIKE) and st.session_state.get(TEXT):
+        clear_product()
+        st.session_state[IMAGE_SOURCE] = UPLOAD

@@ -2,18 +2,18 @@
 
 All of it travels in the URL next to the query (`f.baseColour=Black|Navy Blue`,
 `not=leather,black`, `like=15970`, `unlike=39386`), so a steered search is a link too.
-`from_query_params`, `to_query_params` and `facet_label` are pure (tested without Streamlit).
+`from_query_params` and `to_query_params` are pure (tested without Streamlit).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import streamlit as st
 
 from core.facets import Facet
+from ui.labels import facet_label
 from core.search import Hit
 from ui import state
 from ui.text import plain
@@ -43,13 +43,6 @@ class Steering:
             "like": list(self.liked),
             "unlike": list(self.unliked),
         }
-
-
-def facet_label(name: str) -> str:
-    """`baseColour` -> `Base colour`, `sub_category` -> `Sub category`: a column name a shopper reads."""
-    words = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", name).replace("_", " ").split()
-    text = " ".join(words).lower()
-    return text[:1].upper() + text[1:]
 
 
 def with_count(facet: Facet) -> Callable[[str], str]:
