@@ -63,6 +63,8 @@ def _card(
 ) -> None:
     if hit.thumbnail:
         st.image(hit.thumbnail, width="stretch")
+    else:  # the thumbnail file is gone: say so in its place
+        st.caption(":material/hide_image: No photo")
     st.markdown(f"**{plain(hit.caption or hit.id, CAPTION_CHARS)}**")
     if show_score:
         matched = " · caption ✓" if "caption" in hit.matched else ""

@@ -48,7 +48,7 @@ def render() -> None:
     with photo:
         image = query_inputs.image_input(engine)
     current = state.current()
-    state.publish(current, resources.catalog_folders()[0].name)
+    state.publish(current, resources.default_catalog(resources.catalog_folders()).name)
     if not current.text and image is None:
         results.render_empty_state()
         return
