@@ -21,12 +21,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.catalog import Catalog, CatalogError, SkippedRow, load_catalog
+from core.catalog import Catalog, CatalogError, SkippedRow, conflicting_ids, load_catalog
 from core.atomic import replace_folder
 from core.index import HnswParams, Manifest
 from core.models import REGISTRY, ModelLoadError, get_encoder, get_spec
 from core.pipeline import BuildError
-from core.pipeline.assemble import REPORT_FILE, assemble_index
+from core.pipeline.assemble import NOTES_FILE, REPORT_FILE, assemble_index
 from core.devices import DeviceError, local_device
 from core.pipeline.encoder import PRECISIONS, EncoderConfig, resolve_precision
 from core.pipeline.executor import BuildJob, Executor, LocalExecutor, plan_shards
@@ -53,6 +53,7 @@ class BuildSummary:
     stage_items: dict[str, int] = field(default_factory=dict)  # rows (vectors, for index) each clock covers
     shards: int = 0
     resumed_shards: int = 0  # shards a killed earlier run had finished, reused as they were
+    notes: list[SkippedRow] = field(default_factory=list)  # indexed, but worth a look (see NOTES_FILE)
 
     def describe(self) -> str:
         rate = self.indexed / self.seconds if self.seconds else 0.0
@@ -65,6 +66,12 @@ class BuildSummary:
         if self.skipped:
             lines.append(f"Skipped {len(self.skipped)} rows (see {self.out / REPORT_FILE}), e.g.:")
             lines += [f"  {row.row}: {row.reason}" for row in self.skipped[:5]]
+        if self.notes:
+            lines.append(
+                f"{len(self.notes)} product ids are shared by rows that disagree on caption or metadata; "
+                f"each is searched as one product (see {self.out / NOTES_FILE}), e.g.:"
+            )
+            lines += [f"  {row.row}: {row.reason}" for row in self.notes[:5]]
         return "\n".join(lines)
 
     def _stage(self, name: str, seconds: float) -> str:
@@ -117,6 +124,7 @@ def build_index(
         "batch_size": batch_size, "shard_size": shard_size,
     })
     plan = plan_shards(len(items), shard_size)
+    notes = conflicting_ids(items)
     with work.locked():
         done = intact_shards(work.shards, config.stems, {shard.number: len(shard) for shard in plan})
         pending = [shard for shard in plan if shard.number not in done]
@@ -139,7 +147,7 @@ def build_index(
         try:
             indexed, skipped = assemble_index(
                 work.staging, items, work.shards, [shard.number for shard in plan], config,
-                params=params, manifest=manifest, skipped=catalog.skipped, progress=tracker,
+                params=params, manifest=manifest, skipped=catalog.skipped, progress=tracker, notes=notes,
             )
         except CatalogError:
             work.remove()  # nothing readable: the same arguments would fail the same way
@@ -148,7 +156,7 @@ def build_index(
     work.remove()
     return BuildSummary(
         out, indexed, skipped, time.perf_counter() - started, tracker.seconds, tracker.items,
-        shards=len(plan), resumed_shards=len(done),
+        shards=len(plan), resumed_shards=len(done), notes=notes,
     )
 
 

@@ -85,6 +85,26 @@ class Catalog:
         return h.hexdigest()
 
 
+def conflicting_ids(items: Sequence[CatalogItem]) -> list[SkippedRow]:
+    """Ids whose rows disagree on caption or metadata, one note per id. Several photos of one product
+    share an id by design (search shows the product once); two different products under one id are
+    a catalog mistake the builder reports, since search and "more like this" treat them as one."""
+    first: dict[str, CatalogItem] = {}
+    rows: dict[str, int] = {}
+    differ: dict[str, set[str]] = {}
+    for item in items:
+        seen = first.setdefault(item.id, item)
+        rows[item.id] = rows.get(item.id, 0) + 1
+        fields = {"caption"} if seen.caption != item.caption else set()
+        fields |= {key for key in seen.metadata.keys() | item.metadata.keys() if seen.metadata.get(key) != item.metadata.get(key)}
+        if fields:
+            differ.setdefault(item.id, set()).update(fields)
+    return [
+        SkippedRow(f"id {item_id}", f"{rows[item_id]} rows share this id but disagree on {', '.join(sorted(fields))}")
+        for item_id, fields in differ.items()
+    ]
+
+
 def _image_identity(item: CatalogItem, root: Path | None, stamps: dict[str, str]) -> str:
     if item.image_uri is not None:
         return stamps.get(item.image_uri, item.image_uri)

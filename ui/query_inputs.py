@@ -185,7 +185,7 @@ def _product_query(engine: SearchEngine) -> ImageQuery | None:
         st.session_state[state.PRODUCT] = ""
     st.caption("Pick a product to find similar ones:")
     grid = st.grid(columns=3, min_column_width=90, gap="xsmall")
-    for row in _example_rows(engine.count):
+    for row in _example_rows(engine.reader.id_list):
         hit = engine.reader.hit(row)
         with grid.cell():
             if hit.thumbnail:
@@ -201,6 +201,10 @@ def _product_query(engine: SearchEngine) -> ImageQuery | None:
     return None
 
 
-def _example_rows(count: int, n: int = EXAMPLE_PRODUCTS) -> list[int]:
-    """Products spread over the catalog (catalogs are often sorted by category)."""
-    return sorted({int(row) for row in np.linspace(0, count - 1, min(n, count))})
+def _example_rows(ids: list[str], n: int = EXAMPLE_PRODUCTS) -> list[int]:
+    """Products spread over the catalog (catalogs are often sorted by category), one photo of each:
+    several rows may share a product id."""
+    first_row: dict[str, int] = {}
+    for row in sorted({int(row) for row in np.linspace(0, len(ids) - 1, min(n, len(ids)))}):
+        first_row.setdefault(ids[row], row)
+    return list(first_row.values())

@@ -47,9 +47,20 @@ def render_grid(
 ) -> None:
     """One card per hit: photo, caption (as text), score, metadata chips, "more like this"."""
     grid = st.grid(columns="auto", min_column_width=min_column_width, gap="small", border=True, key=key)
-    for rank, hit in enumerate(hits, 1):
+    for rank, (hit, card_key) in enumerate(zip(hits, card_keys(key, hits)), 1):
         with grid.cell():
-            _card(hit, rank, key, on_more_like_this, show_score, hit.id in highlight, highlight_label)
+            _card(hit, rank, card_key, on_more_like_this, show_score, hit.id in highlight, highlight_label)
+
+
+def card_keys(prefix: str, hits: Sequence[Hit]) -> list[str]:
+    """A widget key per card, unique per row: `{prefix}-like-{id}`, and for a further photo of the
+    same product (several rows share its id) its row number after a '#'."""
+    seen: set[str] = set()
+    keys = []
+    for hit in hits:
+        keys.append(f"{prefix}-like-{hit.id}" + (f"#{hit.row}" if hit.id in seen else ""))
+        seen.add(hit.id)
+    return keys
 
 
 def _card(
@@ -77,7 +88,7 @@ def _card(
     if on_more_like_this is not None:
         st.button(
             "More like this",
-            key=f"{key}-like-{hit.id}",
+            key=key,
             icon=":material/image_search:",
             on_click=on_more_like_this,
             args=(hit.id,),
