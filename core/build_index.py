@@ -153,7 +153,7 @@ def build_index(
             work.remove()  # nothing readable: the same arguments would fail the same way
             raise
         replace_folder(work.staging, out)
-    work.remove()
+        work.remove()
     return BuildSummary(
         out, indexed, skipped, time.perf_counter() - started, tracker.seconds, tracker.items,
         shards=len(plan), resumed_shards=len(done), notes=notes,

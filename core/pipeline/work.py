@@ -1,22 +1,28 @@
 """The work folder of one build: its shards and its unfinished index, until the build completes.
 
+    <parent of out>/.<out name>.lock            one build of <out> at a time: who holds it (pid, start, arguments)
     <parent of out>/.<out name>.build-<key>/
         build.json   what the key was made from (readable, for a curious user)
-        lock         held while a build runs
         shards/      finished shards (see writer.py)
         index/       the index folder being assembled, swapped onto <out> when complete
 
 The key hashes everything the shards depend on (catalog fingerprint, rows, models and
 their weights, device, precision, batch and shard size): the same command finds its own
-folder again after a kill and continues; a different one starts afresh beside it.
+folder again after a kill and continues; a different one starts afresh beside it. The lock
+is per output folder, whatever the arguments: two builds of one index never run together,
+and the second is told which build holds it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import hashlib
 import json
+import os
+import shlex
 import shutil
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,8 +34,12 @@ try:
 except ImportError:  # Windows: builds are kept apart within one process only
     fcntl = None
 
-_held: set[Path] = set()  # POSIX locks do not conflict within a process: threads (app sessions) check here
+# POSIX locks do not conflict within a process, and closing any descriptor of a locked file drops
+# the lock: threads (app sessions) check here, and read the holder from here, never from the file.
+_held: dict[Path, dict] = {}
 _held_guard = threading.Lock()
+# What a refusal quotes of the holder's arguments (the rest are hashes).
+_SHOWN_FACTS = ("rows", "image_model", "captions", "device", "precision", "batch_size", "shard_size")
 
 
 class WorkFolder:
@@ -46,6 +56,11 @@ class WorkFolder:
         return f".{out.name}.build-"
 
     @property
+    def lock_file(self) -> Path:
+        """One per output folder, beside it (hidden, like the work folders)."""
+        return self.out.parent / f".{self.out.name}.lock"
+
+    @property
     def shards(self) -> Path:
         return self.root / "shards"
 
@@ -55,48 +70,76 @@ class WorkFolder:
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[WorkFolder]:
-        """Hold the folder for this build; a second build with the same arguments is refused."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        (self.root / "build.json").write_text(json.dumps(self.facts, indent=2, sort_keys=True), encoding="utf-8")
-        with _hold(self.root / "lock") as acquired:
-            if not acquired:
-                raise BuildError(
-                    f"Another build of {self.out} with the same arguments is running (work folder {self.root}). "
-                    "Wait for it to finish."
-                )
+        """Hold the output folder for this build; any other build of it meanwhile is refused."""
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        holder = {
+            "pid": os.getpid(),
+            "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "command": shlex.join(sys.orig_argv),
+            "arguments": {name: self.facts[name] for name in _SHOWN_FACTS if name in self.facts},
+            "work_folder": str(self.root),
+        }
+        with _hold(self.lock_file, holder) as other:
+            if other is not None:
+                raise BuildError(f"Another build of {self.out} is running ({describe_holder(other)}). "
+                                 "Wait for it to finish, or stop it first.")
+            self.root.mkdir(parents=True, exist_ok=True)
+            (self.root / "build.json").write_text(json.dumps(self.facts, indent=2, sort_keys=True), encoding="utf-8")
             yield self
 
     def remove(self) -> None:
-        """After a completed build: its work and any unfinished work of other arguments for the same index,
-        which the new index supersedes (folders another build is holding are left alone)."""
+        """After a completed build (the output lock held): its work and any unfinished work of other
+        arguments for the same index, which the new index supersedes."""
         shutil.rmtree(self.root, ignore_errors=True)
         for other in self.out.parent.glob(f"{self._prefix(self.out)}*"):
-            with _hold(other / "lock") as acquired:
-                if acquired:
-                    shutil.rmtree(other, ignore_errors=True)
+            shutil.rmtree(other, ignore_errors=True)
+
+
+def describe_holder(holder: dict) -> str:
+    """'pid 123, started 2026-…, `python -m core.build_index …`, rows 500, …' from a lock's record."""
+    if not holder:
+        return "its details are not written yet"
+    arguments = ", ".join(f"{name.replace('_', ' ')} {value}" for name, value in holder.get("arguments", {}).items())
+    return (f"pid {holder.get('pid', '?')}, started {holder.get('started', '?')}, "
+            f"command `{holder.get('command', '?')}`" + (f", {arguments}" if arguments else ""))
 
 
 @contextlib.contextmanager
-def _hold(lock_file: Path) -> Iterator[bool]:
-    """Try to take a lock without waiting: yields whether it was taken, releases it on exit.
-    A POSIX record lock dies with its process, so a killed build never leaves a stale lock;
-    unlike flock it is not inherited by forked DataLoader workers that may outlive a kill."""
+def _hold(lock_file: Path, holder: dict) -> Iterator[dict | None]:
+    """Try to take a lock without waiting. Yields None when taken (and `holder` is recorded in it),
+    else the record of whoever holds it; releases it on exit. A POSIX record lock dies with its
+    process, so a killed build never leaves a stale lock; unlike flock it is not inherited by forked
+    DataLoader workers that may outlive a kill."""
     key = lock_file.resolve()
     with _held_guard:
-        taken = key not in _held
-        _held.add(key)
-    if not taken:
-        yield False
+        other = _held.get(key)
+        if other is None:
+            _held[key] = holder
+    if other is not None:
+        yield other
         return
     try:
         with open(lock_file, "a+b") as handle:
             try:
                 if fcntl is not None:
                     fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                acquired = True
             except OSError:
-                acquired = False
-            yield acquired
+                handle.seek(0)
+                yield _parse(handle.read())
+                return
+            handle.truncate(0)
+            handle.write(json.dumps(holder).encode())
+            handle.flush()
+            yield None
     finally:
         with _held_guard:
-            _held.discard(key)
+            if _held.get(key) is holder:
+                del _held[key]
+
+
+def _parse(record: bytes) -> dict:
+    try:
+        holder = json.loads(record.decode("utf-8"))
+    except ValueError:
+        return {}
+    return holder if isinstance(holder, dict) else {}
