@@ -124,3 +124,46 @@ def test_two_processes_swapping_one_folder_never_collide(tmp_path):
     assert sorted(path.name for path in tmp_path.iterdir()) == ["index"]  # no old or staging folder left
     if sys.platform.startswith("linux"):
         assert missing == 0  # exchanged in one step: a reader never sees an empty or half folder
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name: state, ppid, ..."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def _children(pid: int) -> set[int]:
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (fields := _proc_stat(int(entry.name))) and int(fields[1]) == pid:
+            found.add(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    fields = _proc_stat(pid)
+    return fields is not None and fields[0] not in ("Z", "X")  # a zombie has exited
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="needs Linux /proc to find the workers")
+def test_a_sigkilled_builder_leaves_no_reader_worker(tiny_models, fashion_dir, tmp_path):
+    out = tmp_path / "shop"
+    build = subprocess.Popen(_builder(fashion_dir, out, "--limit", "9000", "--workers", "2", "--batch-size", "16"),
+                             cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        workers = _wait_for(lambda: _children(build.pid) if len(_children(build.pid)) >= 2 else None,
+                            "the build's two reader workers")
+        _wait_for(lambda: any(out.parent.glob(f".{out.name}.build-*/shards/*")) or build.poll() is not None,
+                  "the first finished shard")  # the workers are busy reading ahead
+        assert build.poll() is None, "the build ended before it could be killed"
+    finally:
+        build.kill()
+        build.wait(timeout=60)
+    try:
+        _wait_for(lambda: not any(_alive(pid) for pid in workers), "the reader workers to exit", limit_s=60)
+    finally:  # a failed test must not leave them running either
+        for pid in workers:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
