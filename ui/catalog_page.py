@@ -68,7 +68,7 @@ def _browse(engine: SearchEngine) -> None:
         words = st.text_input("Caption contains", key="browse_words", width=240)
         for name in columns:
             values = sorted(value for value in table[name].unique() if value)
-            chosen = st.multiselect(name, values, key=f"browse_{name}", width=200)
+            chosen = st.multiselect(plain(name, 40), values, key=f"browse_{name}", width=200)  # a CSV header
             if chosen:
                 keep &= table[name].isin(chosen).to_numpy()
     if words.strip():
