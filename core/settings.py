@@ -16,6 +16,8 @@ MODELS_DIR_ENV = "VITRINE_MODELS_DIR"
 INDEX_DIR_ENV = "VITRINE_INDEX_DIR"
 CACHE_DIR_ENV = "VITRINE_CACHE_DIR"
 FAST_PATH_ENV = "VITRINE_FAST_PATH"
+ALLOW_BUILDS_ENV = "VITRINE_ALLOW_BUILDS"
+SPACE_ID_ENV = "SPACE_ID"  # set by Hugging Face in every Space
 HUB_OFFLINE_ENV = "HF_HUB_OFFLINE"
 # Passed on to processes that load models elsewhere (Ray workers), so they find the same weights.
 MODEL_LOCATION_ENV = (MODELS_DIR_ENV, "HF_HOME", HUB_OFFLINE_ENV, "HF_ENDPOINT")
@@ -24,6 +26,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_INDEX_DIR = PROJECT_ROOT / "index_data"
 DEFAULT_CACHE_DIR = Path.home() / ".cache" / "vitrine"
 FAST_PATH_MODES = ("auto", "on", "off")
+_ON, _OFF = ("on", "1", "true", "yes"), ("off", "0", "false", "no")
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,10 @@ class Settings:
     cache_dir: Path  # downloads and records Vitrine makes itself
     fast_path: str  # "auto", "on" or "off" (see core/fastpath.py)
     hub_offline: bool
+    # May the app index a folder or path of this server? "auto": only for a visitor on this machine
+    # (localhost) and never on a Hugging Face Space; "on" or "off" decide for everyone (ui/first_run.py).
+    allow_builds: str = "auto"
+    space_id: str | None = None  # the Hugging Face Space this runs as, if any
 
     @property
     def fastpath_record_dir(self) -> Path:
@@ -56,7 +63,14 @@ def current(environ: Mapping[str, str] = os.environ) -> Settings:
         cache_dir=_folder(environ.get(CACHE_DIR_ENV)) or DEFAULT_CACHE_DIR,
         fast_path=fast_path if fast_path in FAST_PATH_MODES else "auto",
         hub_offline=environ.get(HUB_OFFLINE_ENV, "").strip() == "1",
+        allow_builds=_mode(environ.get(ALLOW_BUILDS_ENV, "")),
+        space_id=environ.get(SPACE_ID_ENV, "").strip() or None,
     )
+
+
+def _mode(value: str) -> str:
+    value = value.strip().lower()
+    return "on" if value in _ON else "off" if value in _OFF else "auto"
 
 
 def model_location_env(environ: Mapping[str, str] = os.environ) -> dict[str, str]:

@@ -12,7 +12,7 @@ import pytest
 from core.build_index import build_index
 from core.catalog import CatalogError, from_folder
 
-from .app_support import open_app
+from .app_support import open_app, texts
 
 LINK_HEADER = "[click me](https://example.com/x)"
 
@@ -62,3 +62,34 @@ def test_a_csv_header_is_shown_as_text_not_as_a_link(fashion_dir, tmp_path, tiny
     at = open_app(page="pages/2_Catalog.py")
     (label,) = [box.label for box in at.multiselect if "click me" in box.label]
     assert "](" not in label and label.startswith("\\[click me\\]")
+
+
+@pytest.mark.parametrize(
+    ("environment", "folder_form"),
+    [
+        ({}, True),  # auto, on this machine (AppTest connects as localhost)
+        ({"SPACE_ID": "someone/vitrine"}, False),  # auto on a Hugging Face Space
+        ({"VITRINE_ALLOW_BUILDS": "off"}, False),
+        ({"VITRINE_ALLOW_BUILDS": "on", "SPACE_ID": "someone/vitrine"}, True),  # the owner's own private Space
+    ],
+)
+def test_indexing_a_server_folder_is_the_owners_action(tiny_models, tmp_path, monkeypatch, environment, folder_form):
+    monkeypatch.setenv("VITRINE_INDEX_DIR", str(tmp_path / "index_data"))
+    monkeypatch.delenv("SPACE_ID", raising=False)
+    monkeypatch.delenv("VITRINE_ALLOW_BUILDS", raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    at = open_app()
+    keys = [box.key for box in at.text_input]
+    assert ("fr_images" in keys) is folder_form
+    assert len(at.form_submit_button) == (2 if folder_form else 1)  # the sample catalog is always offered
+    if not folder_form:
+        note = " ".join(texts(at, "info"))
+        assert "for its owner" in note and "python -m core.build_index" in at.code[0].value
+
+
+def test_only_a_visitor_on_this_machine_counts_as_local():
+    from ui.first_run import local_visitor
+
+    assert local_visitor(None) and local_visitor("127.0.0.1") and local_visitor("::1")
+    assert not local_visitor("203.0.113.5") and not local_visitor("10.0.0.7") and not local_visitor("garbage")
