@@ -23,7 +23,7 @@ from pathlib import Path
 
 from core.catalog import Catalog, CatalogError, SkippedRow, conflicting_ids, load_catalog
 from core.atomic import replace_folder
-from core.index import HnswParams, Manifest
+from core.index import HnswParams, IndexReader, Manifest
 from core.models import REGISTRY, ModelLoadError, get_encoder, get_spec
 from core.pipeline import BuildError
 from core.pipeline.assemble import NOTES_FILE, REPORT_FILE, assemble_index
@@ -31,7 +31,7 @@ from core.devices import DeviceError, local_device
 from core.pipeline.encoder import PRECISIONS, EncoderConfig, resolve_precision
 from core.pipeline.executor import BuildJob, Executor, LocalExecutor, plan_shards
 from core.pipeline.progress import BuildProgress
-from core.pipeline.work import WorkFolder
+from core.pipeline.work import WorkFolder, needed_bytes
 from core.pipeline.writer import ShardWriter, intact_shards
 from core.sample import sample_catalog
 from core.weights import model_facts
@@ -128,6 +128,8 @@ def build_index(
     with work.locked():
         done = intact_shards(work.shards, config.stems, {shard.number: len(shard) for shard in plan})
         pending = [shard for shard in plan if shard.number not in done]
+        dims = [model_facts[key]["dim"] for key in [image_model, *captions]]
+        work.check_free_space(needed_bytes(sum(map(len, pending)), len(items), dims, params.m))
         tracker = BuildProgress(
             len(items), len(items) - sum(map(len, pending)), show=progress, on_progress=on_progress
         )
@@ -152,6 +154,7 @@ def build_index(
         except CatalogError:
             work.remove()  # nothing readable: the same arguments would fail the same way
             raise
+        IndexReader(work.staging)  # never swap in a folder that fails the checks a reader makes
         replace_folder(work.staging, out)
         work.remove()
     return BuildSummary(

@@ -18,6 +18,7 @@ from core.build_index import BuildSummary, build_index
 from core.catalog import Catalog, CatalogError, from_folder
 from core import settings
 from core.models import ModelLoadError
+from core.pipeline import BuildError
 from ui import messages, resources
 from ui.text import code, plain
 
@@ -183,7 +184,7 @@ def _build(request: BuildRequest) -> None:
                 status.update(label="A model is missing", state="error")
                 messages.model_unavailable(err)
                 return
-            except (CatalogError, SampleUnavailable, OSError) as err:
+            except (CatalogError, SampleUnavailable, BuildError, OSError) as err:
                 status.update(label="The index could not be built", state="error")
                 messages.problem("The index could not be built.", err)
                 return

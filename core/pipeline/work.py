@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import errno
 import hashlib
 import json
 import os
@@ -27,6 +28,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+from core.index import IndexMismatchError
 from core.pipeline import BuildError
 
 try:
@@ -40,6 +42,22 @@ _held: dict[Path, dict] = {}
 _held_guard = threading.Lock()
 # What a refusal quotes of the holder's arguments (the rest are hashes).
 _SHOWN_FACTS = ("rows", "image_model", "captions", "device", "precision", "batch_size", "shard_size")
+# Disk use per photo beyond its vectors: a WebP thumbnail (about 6 KB on the shared photos, in 4 KB
+# blocks) in its shard and again beside the index, its row records and items-table row.
+THUMBNAIL_BYTES = 8 * 1024
+ROW_BYTES = 512
+SPACE_MARGIN = 1.25
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+MB = 1 << 20
+
+
+def needed_bytes(pending_rows: int, rows: int, dims: list[int], m: int) -> int:
+    """Free space a build needs: the pending shards (vectors, thumbnails), then the index assembled
+    beside them (per vector file a .npy and an hnswlib graph of about dim + 2m + 4 words per row),
+    with a margin. The previous index stays in place until the swap, so it is not counted as free."""
+    shards = pending_rows * (4 * sum(dims) + THUMBNAIL_BYTES + ROW_BYTES)
+    index = rows * (sum(4 * dim + 4 * (dim + 2 * m + 4) for dim in dims) + THUMBNAIL_BYTES + ROW_BYTES)
+    return int(SPACE_MARGIN * (shards + index))
 
 
 class WorkFolder:
@@ -83,9 +101,46 @@ class WorkFolder:
             if other is not None:
                 raise BuildError(f"Another build of {self.out} is running ({describe_holder(other)}). "
                                  "Wait for it to finish, or stop it first.")
-            self.root.mkdir(parents=True, exist_ok=True)
-            (self.root / "build.json").write_text(json.dumps(self.facts, indent=2, sort_keys=True), encoding="utf-8")
-            yield self
+            try:
+                self.root.mkdir(parents=True, exist_ok=True)
+                (self.root / "build.json").write_text(json.dumps(self.facts, indent=2, sort_keys=True), encoding="utf-8")
+                yield self
+            except OSError as err:
+                if err.errno not in _DISK_FULL:
+                    raise
+                raise self._disk_full(err) from err
+            except IndexMismatchError as err:  # the assembled folder failed its check: a silently short write
+                shutil.rmtree(self.staging, ignore_errors=True)
+                raise BuildError(
+                    f"The assembled index did not check out, so it was not swapped in ({err}) Is the disk full? "
+                    f"The finished shards are kept in {self.root}: run the same command again to assemble it anew."
+                ) from err
+
+    def check_free_space(self, needed: int) -> None:
+        """Refuse to start a build the disk cannot hold (estimated by needed_bytes)."""
+        free = shutil.disk_usage(self.out.parent).free
+        if free < needed:
+            if not any(self.shards.glob("*")):
+                shutil.rmtree(self.root, ignore_errors=True)  # nothing done yet: leave nothing behind
+            raise BuildError(
+                f"Not enough free space for this build in {self.out.parent}: it needs about {_mb(needed)}, "
+                f"{_mb(free)} are free. Free some space, index fewer photos (--limit), or build elsewhere (--out)."
+            )
+
+    def size(self) -> int:
+        """Bytes in the work folder (its finished shards, mostly)."""
+        return sum(path.stat().st_size for path in self.root.rglob("*") if path.is_file())
+
+    def _disk_full(self, err: OSError) -> BuildError:
+        """The disk filled up mid-build: drop the half-assembled index (it is made again from the
+        shards), keep the finished shards and say where they are, how large, and how to go on."""
+        shutil.rmtree(self.staging, ignore_errors=True)
+        where = f" writing {err.filename}" if err.filename else ""
+        return BuildError(
+            f"The disk is full ({err.strerror or 'no space left'}{where}). The finished shards are kept in "
+            f"{self.root} ({_mb(self.size())}); the previous index at {self.out}, if any, is untouched. "
+            "Free some space and run the same command again to continue, or delete that folder to give up."
+        )
 
     def remove(self) -> None:
         """After a completed build (the output lock held): its work and any unfinished work of other
@@ -93,6 +148,10 @@ class WorkFolder:
         shutil.rmtree(self.root, ignore_errors=True)
         for other in self.out.parent.glob(f"{self._prefix(self.out)}*"):
             shutil.rmtree(other, ignore_errors=True)
+
+
+def _mb(n_bytes: int) -> str:
+    return f"{n_bytes / MB:,.1f} MB"
 
 
 def describe_holder(holder: dict) -> str:
