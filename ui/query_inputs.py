@@ -14,7 +14,7 @@ import streamlit as st
 from streamlit.runtime.uploaded_file_manager import UploadedFile
 
 from core.catalog import IMAGE_EXTENSIONS
-from core.images import DEFAULT_MAX_BYTES, ImageError, load_image
+from core.images import DEFAULT_MAX_BYTES, ImageError, decode_query_image
 from core.images import limit_aspect_ratio
 from core.models import CLIP_KEY, MAX_TEXT_CHARS, MULTILINGUAL_KEY
 from core.search import SearchEngine
@@ -161,7 +161,7 @@ def _photo_query(upload: UploadedFile | None) -> ImageQuery | None:
 def _preview_jpeg(data: bytes) -> bytes:
     """A small JPEG of what the model sees of a query photo (decoded by core: limits, EXIF turn, and
     the centre of an extreme strip); raises ImageError."""
-    image = limit_aspect_ratio(load_image(data))
+    image = limit_aspect_ratio(decode_query_image(data)).copy()  # the decode the search reuses
     image.thumbnail((PREVIEW_PX, PREVIEW_PX))
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=85)
