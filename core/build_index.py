@@ -23,7 +23,7 @@ from pathlib import Path
 
 from core.catalog import Catalog, CatalogError, SkippedRow, conflicting_ids, load_catalog
 from core.atomic import replace_folder
-from core.index import HnswParams, IndexReader, Manifest
+from core.index import HnswParams, Manifest, check_folder
 from core.models import REGISTRY, ModelLoadError, get_encoder, get_spec
 from core.pipeline import BuildError
 from core.pipeline.assemble import NOTES_FILE, REPORT_FILE, assemble_index
@@ -154,7 +154,7 @@ def build_index(
         except CatalogError:
             work.remove()  # nothing readable: the same arguments would fail the same way
             raise
-        IndexReader(work.staging)  # never swap in a folder that fails the checks a reader makes
+        check_folder(work.staging)  # never swap in a folder that fails the checks a reader makes
         replace_folder(work.staging, out)
         work.remove()
     return BuildSummary(

@@ -214,6 +214,10 @@ def read_manifest(folder: Path) -> Manifest:
         raise damaged(path, _first_line(err), folder) from err
 
 
+def _holds_text(kind: pa.DataType) -> bool:
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_null(kind)
+
+
 def _first_line(err: BaseException) -> str:
     return (str(err).strip().splitlines() or [type(err).__name__])[0]
 
@@ -246,11 +250,7 @@ def read_items(folder: Path) -> pd.DataFrame:
     missing = [name for name in ITEM_COLUMNS if name not in table.schema.names]
     if missing:
         raise damaged(path, f"the column(s) {', '.join(missing)} are missing", folder)
-    wrong = [
-        name for name in ITEM_COLUMNS
-        if not (pa.types.is_string(table.schema.field(name).type) or pa.types.is_large_string(table.schema.field(name).type)
-                or pa.types.is_null(table.schema.field(name).type))
-    ]
+    wrong = [name for name in ITEM_COLUMNS if not _holds_text(table.schema.field(name).type)]
     if wrong:
         raise damaged(path, f"the column(s) {', '.join(wrong)} do not hold text", folder)
     return table.to_pandas()
@@ -341,6 +341,20 @@ class VectorIndex:
         return np.take_along_axis(top, order, axis=1).astype(np.int64), np.take_along_axis(top_scores, order, axis=1)
 
 
+def check_folder(folder: Path) -> tuple[Manifest, pd.DataFrame]:
+    """The checks every load makes, from headers and sizes, loading no graph: the manifest, the items
+    table, and each vector file against them (caption files load only at the first words query)."""
+    folder = Path(folder)
+    manifest, items = read_manifest(folder), read_items(folder)
+    if manifest.image_entry is None:
+        raise damaged(folder / MANIFEST_FILE, "it records no image index")
+    for entry in manifest.entries:
+        if entry.count != len(items):
+            raise damaged(folder / MANIFEST_FILE, f"it records {entry.count} {entry.stem} vectors for {len(items)} rows of {ITEMS_FILE}")
+        check_vector_files(folder, entry)
+    return manifest, items
+
+
 def check_vector_files(folder: Path, entry: IndexEntry) -> tuple[Path, Path]:
     """Cheap checks of one entry's .npy and .hnsw against the manifest, from their headers and sizes
     (nothing is loaded): catches truncated, emptied and overwritten files before they reach hnswlib."""
@@ -406,19 +420,10 @@ class IndexReader:
 
     def __init__(self, folder: Path | str) -> None:
         self.folder = Path(folder)
-        self.manifest = read_manifest(self.folder)
-        self.items = items = read_items(self.folder)
+        self.manifest, self.items = check_folder(self.folder)
+        items = self.items
         image_entry = self.manifest.image_entry
-        if image_entry is None:
-            raise IndexMismatchError(f"{self.folder} holds no image index. Rebuild it.")
         self.image_model = image_entry.encoder
-        for entry in self.manifest.entries:  # caption files load on first use: check them now, cheaply
-            if entry.count != len(items):
-                raise damaged(
-                    self.folder / MANIFEST_FILE,
-                    f"it records {entry.count} {entry.stem} vectors for {len(items)} rows of {ITEMS_FILE}",
-                )
-            check_vector_files(self.folder, entry)
         self.image_index = VectorIndex.load(self.folder, image_entry, self.manifest.hnsw.ef_search)
         self._caption_indexes: dict[str, VectorIndex] = {}
         self._lock = threading.Lock()
