@@ -218,6 +218,7 @@ def _reducible_mode(im: Image.Image) -> str:
 def decode_query_image(data: bytes) -> Image.Image:
     """A query photo decoded once, at the size CLIP needs: the app's preview and the search of the
     same bytes share one decode. The image is shared: copy it before changing it."""
+    data = read_image_bytes(data)  # the size limits first
     key = hashlib.sha1(data).hexdigest()
     image = _query_images.get(key)
     if image is None:
