@@ -25,6 +25,7 @@ import shlex
 import shutil
 import sys
 import threading
+import typing
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -168,7 +169,8 @@ def _hold(lock_file: Path, holder: dict) -> Iterator[dict | None]:
     """Try to take a lock without waiting. Yields None when taken (and `holder` is recorded in it),
     else the record of whoever holds it; releases it on exit. A POSIX record lock dies with its
     process, so a killed build never leaves a stale lock; unlike flock it is not inherited by forked
-    DataLoader workers that may outlive a kill."""
+    DataLoader workers that may outlive a kill. The holder deletes the file before it lets go, so a
+    finished build leaves nothing beside its index."""
     key = lock_file.resolve()
     with _held_guard:
         other = _held.get(key)
@@ -178,22 +180,47 @@ def _hold(lock_file: Path, holder: dict) -> Iterator[dict | None]:
         yield other
         return
     try:
-        with open(lock_file, "a+b") as handle:
-            try:
-                if fcntl is not None:
-                    fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                handle.seek(0)
-                yield _parse(handle.read())
+        with _locked_file(lock_file) as (handle, other):
+            if other is not None:
+                yield other
                 return
-            handle.truncate(0)
-            handle.write(json.dumps(holder).encode())
-            handle.flush()
-            yield None
+            try:
+                handle.truncate(0)
+                handle.write(json.dumps(holder).encode())
+                handle.flush()
+                yield None
+            finally:
+                lock_file.unlink(missing_ok=True)  # while still holding it: see _locked_file
     finally:
         with _held_guard:
             if _held.get(key) is holder:
                 del _held[key]
+
+
+@contextlib.contextmanager
+def _locked_file(lock_file: Path, attempts: int = 3) -> Iterator[tuple[typing.BinaryIO, dict | None]]:
+    """The open lock file and None when this process now holds it, else the holder's record.
+    A file the previous holder deleted just before letting go is no lock: open the path anew."""
+    for _ in range(attempts):
+        with open(lock_file, "a+b") as handle:
+            if fcntl is not None:
+                try:
+                    fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    handle.seek(0)
+                    yield handle, _parse(handle.read())
+                    return
+            if _same_file(handle, lock_file):
+                yield handle, None
+                return
+    yield handle, {}
+
+
+def _same_file(handle: typing.BinaryIO, path: Path) -> bool:
+    try:
+        return os.path.samestat(os.fstat(handle.fileno()), os.stat(path))
+    except FileNotFoundError:
+        return False
 
 
 def _parse(record: bytes) -> dict:
