@@ -25,19 +25,19 @@ from pathlib import Path
 
 from core import cli
 from core.autotag import DEFAULT_VOCABULARY, VocabularyError, read_vocabulary, tag_photos
-from core.catalog import Catalog, CatalogError, SkippedRow
+from core.catalog import Catalog, CatalogError, SkippedRow, conflicting_ids
 from core.atomic import replace_folder
-from core.index import HnswParams, Manifest
+from core.index import HnswParams, Manifest, check_folder
 from core.models import DEFAULT_MODELS, ModelLoadError, get_encoder, get_spec
 from core.pipeline import BuildError
-from core.pipeline.assemble import REPORT_FILE, assemble_index
+from core.pipeline.assemble import NOTES_FILE, REPORT_FILE, assemble_index
 from core.pipeline.delta import PreviousIndex, plan_update, write_reused
 from core.devices import local_device
 from core.pipeline.encode_stage import PRECISIONS, EncodePlan, resolve_precision
 from core.pipeline.thumbnails import THUMBNAIL_PX
 from core.pipeline.executor import BuildJob, Executor, LocalExecutor, plan_shards
 from core.pipeline.progress import BuildProgress
-from core.pipeline.work import WorkFolder
+from core.pipeline.work import WorkFolder, needed_bytes
 from core.pipeline.writer import ShardWriter, intact_shards
 from core.sample import sample_catalog
 from core.weights import model_facts
@@ -60,7 +60,8 @@ class BuildSummary:
     shards: int = 0
     resumed_shards: int = 0  # shards a killed earlier run had finished, reused as they were
     changes: dict[str, int] | None = None  # an update's products added, changed, removed, unchanged
-    notes: list[str] = field(default_factory=list)
+    update_notes: list[str] = field(default_factory=list)  # why an update encoded more than the changes
+    notes: list[SkippedRow] = field(default_factory=list)  # indexed, but worth a look (see NOTES_FILE)
 
     def describe(self) -> str:
         rate = self.indexed / self.seconds if self.seconds else 0.0
@@ -70,7 +71,7 @@ class BuildSummary:
                 "Updated the existing index: products {added:,} added, {changed:,} changed, {removed:,} removed, "
                 "{unchanged:,} unchanged (their vectors reused).".format(**self.changes)
             )
-        lines += self.notes
+        lines += self.update_notes
         stages = [self._stage(name, seconds) for name, seconds in self.stage_seconds.items() if seconds > 0]
         if stages:
             lines.append("Stages: " + ", ".join(stages) + ".")
@@ -79,6 +80,12 @@ class BuildSummary:
         if self.skipped:
             lines.append(f"Skipped {len(self.skipped):,} rows (see {self.out / REPORT_FILE}), e.g.:")
             lines += [f"  {row.row}: {row.reason}" for row in self.skipped[:5]]
+        if self.notes:
+            lines.append(
+                f"{len(self.notes)} product ids are shared by rows that disagree on caption or metadata; "
+                f"each is searched as one product (see {self.out / NOTES_FILE}), e.g.:"
+            )
+            lines += [f"  {row.row}: {row.reason}" for row in self.notes[:5]]
         return "\n".join(lines)
 
     def _stage(self, name: str, seconds: float) -> str:
@@ -146,11 +153,14 @@ def build_index(
         "batch_size": batch_size, "shard_size": shard_size, "thumbnail_px": THUMBNAIL_PX,
         "update": None if update is None else [previous.manifest.version, update.fingerprint],
     })
+    notes = conflicting_ids(items)
     with work.locked():
         shards = plan + reuse_plan
         done = intact_shards(work.shards, encode_plan.stems, {shard.number: len(shard) for shard in shards})
         pending = [shard for shard in plan if shard.number not in done]
         pending_reuse = [shard for shard in reuse_plan if shard.number not in done]
+        dims = [facts[key]["dim"] for key in [*towers, *captions]]
+        work.check_free_space(needed_bytes(sum(map(len, pending)), len(items), dims, params.m))
         tracker = BuildProgress(
             len(items), len(items) - sum(map(len, pending + pending_reuse)), show=progress, on_progress=on_progress
         )
@@ -184,16 +194,18 @@ def build_index(
             indexed, skipped = assemble_index(
                 work.staging, items, work.shards, [shard.number for shard in shards], encode_plan,
                 params=params, manifest=manifest, skipped=catalog.skipped, progress=tracker, tagger=tagger,
+                notes=notes,
             )
         except CatalogError:
             work.remove()  # nothing readable: the same arguments would fail the same way
             raise
+        check_folder(work.staging)  # never swap in a folder that fails the checks a reader makes
         replace_folder(work.staging, out)
-    work.remove()
+        work.remove()
     return BuildSummary(
         out, indexed, skipped, time.perf_counter() - started, tracker.seconds, tracker.items,
-        shards=len(shards), resumed_shards=len(done),
-        changes=None if update is None else update.changes, notes=[] if update is None else update.notes,
+        shards=len(shards), resumed_shards=len(done), notes=notes,
+        changes=None if update is None else update.changes, update_notes=[] if update is None else update.notes,
     )
 
 

@@ -78,6 +78,26 @@ class Catalog:
         return h.hexdigest()
 
 
+def conflicting_ids(items: Sequence[CatalogItem]) -> list[SkippedRow]:
+    """Ids whose rows disagree on caption or metadata, one note per id. Several photos of one product
+    share an id by design (search shows the product once); two different products under one id are
+    a catalog mistake the builder reports, since search and "more like this" treat them as one."""
+    first: dict[str, CatalogItem] = {}
+    rows: dict[str, int] = {}
+    differ: dict[str, set[str]] = {}
+    for item in items:
+        seen = first.setdefault(item.id, item)
+        rows[item.id] = rows.get(item.id, 0) + 1
+        fields = {"caption"} if seen.caption != item.caption else set()
+        fields |= {key for key in seen.metadata.keys() | item.metadata.keys() if seen.metadata.get(key) != item.metadata.get(key)}
+        if fields:
+            differ.setdefault(item.id, set()).update(fields)
+    return [
+        SkippedRow(f"id {item_id}", f"{rows[item_id]} rows share this id but disagree on {', '.join(sorted(fields))}")
+        for item_id, fields in differ.items()
+    ]
+
+
 def _image_identity(item: CatalogItem, root: Path | None, stamps: dict[str, str]) -> str:
     if item.image_uri is not None:
         return stamps.get(item.image_uri, item.image_uri)
@@ -145,16 +165,13 @@ def _stem_index(rels: Sequence[str]) -> dict[str, str]:
 
 
 def _read_csv(path: Path | str) -> tuple[list[str], Iterator[tuple[int, list[str] | str]]]:
-    """Header and (line number, fields or error message) per record; UTF-8 with or
-    without BOM, delimiter guessed from the header among ',', ';' and tab."""
+    """Header and (line number, fields or error message) per record; encoding as _decode_csv
+    finds it, delimiter guessed from the header among ',', ';' and tab."""
     try:
         data = remote.read_bytes(path) if remote.is_uri(path) else path.read_bytes()
     except OSError as exc:
         raise CatalogError(f"cannot read captions file {path}: {exc}") from exc
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        text = data.decode("latin-1")  # legacy exports; never fails, keeps every byte
+    text = _decode_csv(data, path)
     first = text.split("\n", 1)[0]
     sep = max((",", ";", "\t"), key=first.count)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep, strict=True)
@@ -181,6 +198,28 @@ def _read_csv(path: Path | str) -> tuple[list[str], Iterator[tuple[int, list[str
             line = reader.line_num
 
     return header, records()
+
+
+def _decode_csv(data: bytes, path: Path | str) -> str:
+    """UTF-8 (with or without BOM), UTF-16 with a BOM, else Windows-1252, the usual legacy export
+    (Excel on Windows): read as latin-1 its euro signs and curly quotes would be control characters.
+    Bytes that are none of these are refused rather than guessed at."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError as exc:
+            raise CatalogError(f"captions file {path} starts as UTF-16 but is not valid UTF-16 ({exc.reason}).") from exc
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        try:
+            return data.decode("cp1252")
+        except UnicodeDecodeError as exc:
+            line = data[: exc.start].count(b"\n") + 1
+            raise CatalogError(
+                f"captions file {path} is neither UTF-8 nor Windows-1252 (byte 0x{data[exc.start]:02x} on line {line}): "
+                "save it as UTF-8 (in Excel: CSV UTF-8) and try again."
+            ) from exc
 
 
 def _column(header: Sequence[str], name: str, what: str, source: Path | str) -> int:

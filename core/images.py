@@ -7,15 +7,20 @@ fit to show that user, and everything that succeeds is a fully loaded, detached 
 
 from __future__ import annotations
 
+import hashlib
 import io
 import math
 import os
 import stat
+import threading
 import typing
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from PIL import Image, ImageOps
+
+from core.lru import LRU
 
 DEFAULT_MAX_BYTES: int = 32 * 1024 * 1024
 DEFAULT_MAX_PIXELS: int = 40_000_000
@@ -23,6 +28,22 @@ DEFAULT_MAX_PIXELS: int = 40_000_000
 # grow to 8,960,000x224 px (gigabytes). Cropping such strips to 4:1 around the centre keeps the same
 # centre square at a bounded cost; photos up to 4:1 are untouched.
 MAX_ASPECT_RATIO = 4.0
+# Decoding is where an upload costs memory (a 40-megapixel PNG is 160 MB of RGBA before anything can
+# shrink it): at most this many decodes run at once per process, whatever the number of visitors.
+MAX_CONCURRENT_DECODES = 2
+_decode_slots = threading.BoundedSemaphore(MAX_CONCURRENT_DECODES)
+# A query photo is decoded once at the size CLIP needs (its short side 224 px) and kept by content
+# hash: the app's preview and the search that follows share it.
+QUERY_MIN_SIDE = 224
+QUERY_CACHE_SIZE = 8
+_query_images: LRU[Image.Image] = LRU(QUERY_CACHE_SIZE)
+# Query decodes run on a few threads of their own: malloc keeps a freed peak in the arena of the
+# thread that made it, so decoding on every visitor's thread would keep one peak per visitor.
+_pool: tuple[int, ThreadPoolExecutor] | None = None  # (pid, pool): a forked child makes its own
+_pool_guard = threading.Lock()
+# Modes Image.reduce averages correctly; others are converted first (a palette index cannot be averaged).
+_REDUCIBLE_MODES = frozenset({"L", "LA", "RGB", "RGBA", "I", "F", "CMYK", "YCbCr"})
+STRIP_BYTES = 8 << 20  # rows reduced at a time, as 4-byte pixels
 
 ImageSource = str | os.PathLike | bytes | bytearray | memoryview | typing.BinaryIO
 
@@ -127,11 +148,19 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: in
 
     `min_side`: the caller only needs both sides at least this long (a query for a 224 px model),
     so a JPEG is decoded at the smallest DCT scale (1/2, 1/4, 1/8) that keeps them: several times
-    less work than decoding a phone photo at full size.
+    less work than decoding a phone photo at full size. Other formats cannot decode smaller; they
+    are box-reduced by a whole factor right after decoding, before any mode conversion, so the
+    conversions (alpha on white, 16-bit to 8-bit) work on the small image. At most
+    MAX_CONCURRENT_DECODES decodes run at once.
     """
     if not data:
         raise ImageError("The file is empty.")
     limit = f"limit {max_pixels / 1e6:g} megapixels"
+    with _decode_slots:
+        return _decode(data, max_pixels, min_side, limit)
+
+
+def _decode(data: bytes, max_pixels: int, min_side: int | None, limit: str) -> Image.Image:
     try:
         # Pillow's own bomb guard (Image.MAX_IMAGE_PIXELS) stays as a second line, its warning made an
         # error; our header check does not depend on it, as warning filters are process-wide.
@@ -144,7 +173,8 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: in
                 if min_side is not None and im.format == "JPEG":
                     im.draft("RGB", (min_side, min_side))
                 im.load()  # first frame only, for GIF/WebP/TIFF
-                return _to_rgb(ImageOps.exif_transpose(im))
+                reduced = _reduce(im, min_side) if min_side is not None else im
+                return _to_rgb(ImageOps.exif_transpose(reduced))
     except ImageError:
         raise
     except Image.UnidentifiedImageError as err:  # also a zero-size or header-truncated image
@@ -153,6 +183,56 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: in
         raise ImageError(f"The image is too large ({limit}).") from err
     except Exception as err:  # decoders fail on untrusted data in many ways: OSError, SyntaxError, struct.error
         raise ImageError(DAMAGED_MESSAGE) from err
+
+
+def _reduce(im: Image.Image, min_side: int) -> Image.Image:
+    """Shrink by the largest whole factor that keeps both sides at least `min_side` (box average),
+    a strip at a time: Pillow premultiplies alpha and converts modes on a full-size copy (another
+    160 MB for a 40-megapixel RGBA), a strip costs a few MB."""
+    factor = min(im.size) // min_side
+    if factor < 2:
+        return im
+    mode = _reducible_mode(im)
+    width, height = (im.width // factor) * factor, (im.height // factor) * factor
+    out = Image.new(mode, (width // factor, height // factor))
+    step = factor * max(1, STRIP_BYTES // (4 * width * factor))
+    for top in range(0, height, step):
+        strip = im.crop((0, top, width, min(top + step, height)))
+        out.paste((strip if strip.mode == mode else strip.convert(mode)).reduce(factor), (0, top // factor))
+    if "transparency" in im.info and mode == im.mode:  # an RGB or L colour key stays one
+        out.info["transparency"] = im.info["transparency"]
+    return out
+
+
+def _reducible_mode(im: Image.Image) -> str:
+    """The mode a decoded image is reduced in: its own where box averaging means something."""
+    if im.mode in _REDUCIBLE_MODES:
+        return im.mode
+    if im.mode.startswith("I;16"):
+        return "I"
+    if im.mode == "1":
+        return "L"
+    return "RGBA" if im.mode == "PA" or "transparency" in im.info else "RGB"  # palette: colours first
+
+
+def decode_query_image(data: bytes) -> Image.Image:
+    """A query photo decoded once, at the size CLIP needs: the app's preview and the search of the
+    same bytes share one decode. The image is shared: copy it before changing it."""
+    data = read_image_bytes(data)  # the size limits first
+    key = hashlib.sha1(data).hexdigest()
+    image = _query_images.get(key)
+    if image is None:
+        image = _decoder_pool().submit(decode_image, data, min_side=QUERY_MIN_SIDE).result()
+        _query_images.put(key, image)
+    return image
+
+
+def _decoder_pool() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_guard:
+        if _pool is None or _pool[0] != os.getpid():
+            _pool = (os.getpid(), ThreadPoolExecutor(MAX_CONCURRENT_DECODES, thread_name_prefix="vitrine-decode"))
+        return _pool[1]
 
 
 def load_image(

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import struct
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -17,6 +19,8 @@ from pathlib import Path
 import hnswlib
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from core.atomic import atomic_path
 from core.facets import Facet, Filters, compute_facets, filter_mask, normalise_filters
@@ -34,10 +38,24 @@ EXACT_SEARCH_BELOW = 2048
 OVERFETCH = 4
 WALK_COST = 8
 MASK_CACHE_SIZE = 64  # filter masks kept per reader: a visitor's reruns reuse theirs
+# The items table's columns, each a string column (metadata holds a JSON object per row).
+ITEM_COLUMNS = ("id", "caption", "image_path", "thumbnail", "sha1", "metadata")
+MODALITIES = ("image", "caption")
+# hnswlib's file header (0.8): offsetLevel0, max_elements, cur_element_count, size_data_per_element,
+# label_offset, offsetData (size_t), maxlevel (int), enterpoint (uint), maxM, maxM0, M (size_t),
+# mult (double), ef_construction (size_t). Then per element its level-0 block, then its upper links.
+_HNSW_HEADER = struct.Struct("<QQQQQQiIQQQdQ")
+REBUILD = "Rebuild it: `python -m core.build_index ... --out {folder}`."
 
 
 class IndexMismatchError(ValueError):
-    """An index folder that does not fit what the caller asked for (format, model, dims)."""
+    """An index folder that does not fit what the caller asked for (format, model, dims), or is damaged."""
+
+
+def damaged(path: Path, what: str, folder: Path | None = None) -> IndexMismatchError:
+    """The one-line error for a damaged index file: which file, what is wrong, how to fix it."""
+    folder = Path(folder) if folder is not None else Path(path).parent
+    return IndexMismatchError(f"{path} is damaged: {what}. {REBUILD.format(folder=folder)}")
 
 
 @dataclass
@@ -62,6 +80,12 @@ class HnswParams:
     m: int = 32
     ef_construction: int = 200
     ef_search: int = 64
+
+    def __post_init__(self) -> None:
+        for name in ("m", "ef_construction", "ef_search"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"hnsw {name} must be a whole number of at least 1, not {value!r}")
 
 
 def vector_stem(modality: str, model_key: str) -> str:
@@ -163,16 +187,42 @@ class Manifest:
 
     @classmethod
     def from_dict(cls, data: dict) -> Manifest:
-        return cls(
-            catalog=data["catalog"],
-            hnsw=HnswParams(**data["hnsw"]),
-            entries=[IndexEntry(**entry) for entry in data["entries"]],
-            created_at=data["created_at"],
-            models=data.get("models", {}),
+        """A manifest from its JSON; ValueError (KeyError, TypeError) says what does not fit."""
+        _require(isinstance(data, dict), "it is not a JSON object")
+        catalog, hnsw, entries = data["catalog"], data["hnsw"], data["entries"]
+        _require(isinstance(catalog, dict), "'catalog' is not an object")
+        _require(isinstance(hnsw, dict), "'hnsw' is not an object")
+        _require(isinstance(entries, list) and all(isinstance(e, dict) for e in entries), "'entries' is not a list of objects")
+        models = data.get("models", {})
+        _require(isinstance(models, dict), "'models' is not an object")
+        manifest = cls(
+            catalog=catalog,
+            hnsw=HnswParams(**hnsw),
+            entries=[IndexEntry(**entry) for entry in entries],
+            created_at=str(data["created_at"]),
+            models=models,
             format_version=data["format_version"],
             build_id=str(data.get("build_id", "")),
             changes=dict(data.get("changes", {})),
         )
+        for entry in manifest.entries:
+            _require(
+                isinstance(entry.encoder, str) and entry.modality in MODALITIES
+                and _whole(entry.dim) and entry.dim >= 1 and _whole(entry.count) and entry.count >= 0,
+                f"the entry {entry} is not a valid vector file",
+            )
+        for name in ("items", "products", "skipped"):
+            _require(_whole(catalog.get(name, 0)), f"catalog '{name}' is not a whole number")
+        return manifest
+
+
+def _whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _require(condition: bool, problem: str) -> None:
+    if not condition:
+        raise ValueError(problem)
 
 
 def write_manifest(folder: Path, manifest: Manifest) -> None:
@@ -189,17 +239,28 @@ def read_manifest(folder: Path) -> Manifest:
         )
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        version = data.get("format_version")
-        if version != FORMAT_VERSION:
-            raise IndexMismatchError(
-                f"{folder} has index format {version}, this version of Vitrine reads format {FORMAT_VERSION}. "
-                "Rebuild it with `python -m core.build_index`."
-            )
+    except (OSError, ValueError) as err:  # unreadable, not UTF-8, not JSON
+        raise damaged(path, f"it is not readable JSON ({_first_line(err)})", folder) from err
+    version = data.get("format_version") if isinstance(data, dict) else None
+    if isinstance(data, dict) and version != FORMAT_VERSION:
+        raise IndexMismatchError(
+            f"{folder} has index format {version}, this version of Vitrine reads format {FORMAT_VERSION}. "
+            + REBUILD.format(folder=folder)
+        )
+    try:
         return Manifest.from_dict(data)
-    except (ValueError, KeyError, TypeError) as err:
-        if isinstance(err, IndexMismatchError):
-            raise
-        raise IndexMismatchError(f"{path} is damaged ({err}). Rebuild the index.") from err
+    except KeyError as err:
+        raise damaged(path, f"the field {err} is missing", folder) from err
+    except (ValueError, TypeError) as err:
+        raise damaged(path, _first_line(err), folder) from err
+
+
+def _holds_text(kind: pa.DataType) -> bool:
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_null(kind)
+
+
+def _first_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]
 
 
 def list_indexes(root: Path) -> list[Path]:
@@ -219,7 +280,21 @@ def write_items(folder: Path, items: pd.DataFrame) -> None:
 
 
 def read_items(folder: Path) -> pd.DataFrame:
-    return pd.read_parquet(Path(folder) / ITEMS_FILE)
+    """The items table, checked: readable parquet with every column the reader uses, as strings."""
+    path = Path(folder) / ITEMS_FILE
+    if not path.is_file():
+        raise IndexMismatchError(f"{path} is missing: the index folder is incomplete. {REBUILD.format(folder=folder)}")
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowException, ValueError) as err:  # emptied, truncated, not parquet
+        raise damaged(path, f"it is not a readable parquet table ({_first_line(err)})", folder) from err
+    missing = [name for name in ITEM_COLUMNS if name not in table.schema.names]
+    if missing:
+        raise damaged(path, f"the column(s) {', '.join(missing)} are missing", folder)
+    wrong = [name for name in ITEM_COLUMNS if not _holds_text(table.schema.field(name).type)]
+    if wrong:
+        raise damaged(path, f"the column(s) {', '.join(wrong)} do not hold text", folder)
+    return table.to_pandas()
 
 
 class VectorIndex:
@@ -260,20 +335,23 @@ class VectorIndex:
     @classmethod
     def load(cls, folder: Path, entry: IndexEntry, ef_search: int) -> VectorIndex:
         """Load and check against the manifest entry; vectors are memory-mapped, not copied."""
-        npy, hnsw_file = Path(folder) / f"{entry.stem}.npy", Path(folder) / f"{entry.stem}.hnsw"
-        for path in (npy, hnsw_file):
-            if not path.is_file():
-                raise IndexMismatchError(f"{path} is missing: the index folder is incomplete. Rebuild it.")
-        vectors = np.load(npy, mmap_mode="r", allow_pickle=False)
-        if vectors.shape != (entry.count, entry.dim):
-            raise IndexMismatchError(
-                f"{npy} holds {vectors.shape[0]}x{vectors.shape[1]} vectors, the manifest says "
-                f"{entry.count}x{entry.dim}. Rebuild the index."
+        npy, hnsw_file = check_vector_files(folder, entry)
+        try:
+            vectors = np.load(npy, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError, EOFError) as err:
+            raise damaged(npy, f"its vectors cannot be read ({_first_line(err)})", folder) from err
+        if vectors.shape != (entry.count, entry.dim) or vectors.dtype != np.float32:
+            raise damaged(
+                npy, f"it holds {'x'.join(map(str, vectors.shape))} {vectors.dtype} vectors, the manifest says "
+                f"{entry.count}x{entry.dim} float32", folder,
             )
         graph = hnswlib.Index(space="ip", dim=entry.dim)
-        graph.load_index(str(hnsw_file), max_elements=max(1, entry.count))
+        try:
+            graph.load_index(str(hnsw_file), max_elements=max(1, entry.count))
+        except (RuntimeError, MemoryError, ValueError) as err:
+            raise damaged(hnsw_file, f"hnswlib cannot load it ({_first_line(err)})", folder) from err
         if graph.get_current_count() != entry.count:
-            raise IndexMismatchError(f"{hnsw_file} holds {graph.get_current_count()} items, expected {entry.count}.")
+            raise damaged(hnsw_file, f"it holds {graph.get_current_count()} items, the manifest says {entry.count}", folder)
         graph.set_ef(ef_search)
         return cls(vectors, graph)
 
@@ -352,6 +430,75 @@ class VectorIndex:
         return labels.astype(np.int64), np.take_along_axis(top_scores, order, axis=1)
 
 
+def check_folder(folder: Path) -> tuple[Manifest, pd.DataFrame]:
+    """The checks every load makes, from headers and sizes, loading no graph: the manifest, the items
+    table, and each vector file against them (caption files load only at the first words query)."""
+    folder = Path(folder)
+    manifest, items = read_manifest(folder), read_items(folder)
+    if manifest.image_entry is None:
+        raise damaged(folder / MANIFEST_FILE, "it records no image index")
+    for entry in manifest.entries:
+        if entry.count != len(items):
+            raise damaged(folder / MANIFEST_FILE, f"it records {entry.count} {entry.stem} vectors for {len(items)} rows of {ITEMS_FILE}")
+        check_vector_files(folder, entry)
+    return manifest, items
+
+
+def check_vector_files(folder: Path, entry: IndexEntry) -> tuple[Path, Path]:
+    """Cheap checks of one entry's .npy and .hnsw against the manifest, from their headers and sizes
+    (nothing is loaded): catches truncated, emptied and overwritten files before they reach hnswlib."""
+    folder = Path(folder)
+    npy, hnsw_file = folder / f"{entry.stem}.npy", folder / f"{entry.stem}.hnsw"
+    for path in (npy, hnsw_file):
+        if not path.is_file():
+            raise IndexMismatchError(f"{path} is missing: the index folder is incomplete. {REBUILD.format(folder=folder)}")
+    _check_npy(npy, entry, folder)
+    _check_hnsw(hnsw_file, entry, folder)
+    return npy, hnsw_file
+
+
+def _check_npy(path: Path, entry: IndexEntry, folder: Path) -> None:
+    try:
+        with open(path, "rb") as handle:
+            version = np.lib.format.read_magic(handle)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = read_header(handle)
+            data_start = handle.tell()
+    except (OSError, ValueError, EOFError, SyntaxError) as err:
+        raise damaged(path, f"its header cannot be read ({_first_line(err)})", folder) from err
+    if tuple(shape) != (entry.count, entry.dim) or dtype != np.float32 or fortran:
+        raise damaged(
+            path, f"it holds {'x'.join(map(str, shape))} {dtype} vectors, the manifest says {entry.count}x{entry.dim} float32",
+            folder,
+        )
+    expected = data_start + entry.count * entry.dim * 4
+    if os.path.getsize(path) != expected:
+        raise damaged(path, f"it is {os.path.getsize(path):,} bytes, {entry.count}x{entry.dim} vectors take {expected:,}", folder)
+
+
+def _check_hnsw(path: Path, entry: IndexEntry, folder: Path) -> None:
+    size = os.path.getsize(path)
+    with open(path, "rb") as handle:
+        head = handle.read(_HNSW_HEADER.size)
+    if len(head) < _HNSW_HEADER.size:
+        raise damaged(path, f"it is {size:,} bytes, shorter than an hnswlib header", folder)
+    (offset0, _, count, per_element, label_offset, offset_data, max_level, _, max_m, max_m0, m, _, _) = (
+        _HNSW_HEADER.unpack(head)
+    )
+    layout_ok = (
+        offset0 == 0 and 1 <= m <= 4096 and max_m == m and max_m0 == 2 * m and offset_data == max_m0 * 4 + 4
+        and label_offset == offset_data + entry.dim * 4 and per_element == label_offset + 8 and 0 <= max_level < 64
+    )
+    if not layout_ok:
+        raise damaged(path, f"its header is not that of an hnswlib graph of {entry.dim}-d vectors", folder)
+    if count != entry.count:
+        raise damaged(path, f"it holds {count:,} items, the manifest says {entry.count:,}", folder)
+    smallest = _HNSW_HEADER.size + count * (per_element + 4)  # level-0 blocks and a link-list size per element
+    largest = smallest + count * max_level * (max_m * 4 + 4)
+    if not smallest <= size <= largest:
+        raise damaged(path, f"it is {size:,} bytes, a graph of {count:,} items takes {smallest:,} to {largest:,}", folder)
+
+
 def _no_hits(rows: int) -> tuple[np.ndarray, np.ndarray]:
     return np.empty((rows, 0), np.int64), np.empty((rows, 0), np.float32)
 
@@ -363,18 +510,11 @@ class IndexReader:
 
     def __init__(self, folder: Path | str) -> None:
         self.folder = Path(folder)
-        self.manifest = read_manifest(self.folder)
-        self.items = items = read_items(self.folder)
+        self.manifest, self.items = check_folder(self.folder)
+        items = self.items
         image_entry = self.manifest.image_entry
-        if image_entry is None:
-            raise IndexMismatchError(f"{self.folder} holds no image index. Rebuild it.")
         self.image_model = image_entry.encoder
         self.image_index = VectorIndex.load(self.folder, image_entry, self.manifest.hnsw.ef_search)
-        if len(items) != self.image_index.count:
-            raise IndexMismatchError(
-                f"{self.folder}: the items table has {len(items)} rows but the image index "
-                f"{self.image_index.count}. Rebuild the index."
-            )
         self._caption_indexes: dict[str, VectorIndex] = {}
         self._image_indexes: dict[str, VectorIndex] = {self.image_model: self.image_index}
         self._lock = threading.Lock()
@@ -506,7 +646,7 @@ class IndexReader:
         return int(np.count_nonzero(np.bincount(self._product_codes[rows], minlength=1)))
 
     def _records(self) -> list[dict]:
-        return [json.loads(m) if m else {} for m in self._metadata_json]
+        return [self._metadata(row) for row in range(self.count)]
 
     def _columns(self) -> dict[str, np.ndarray]:
         """Casefolded metadata values per key, parsed once on the first filter (not at load)."""
@@ -519,17 +659,32 @@ class IndexReader:
         return self._filter_columns
 
     def hit(self, row: int, score: float = 1.0, matched: tuple[str, ...] = (), rank_score: float = 0.0) -> Hit:
+        """A row as a hit; a thumbnail file that is gone is None (the grid draws a placeholder)."""
+        thumbnail = self.folder / self._thumbnail_names[row] if self._thumbnail_names[row] else None
         return Hit(
             id=self.id_list[row],
             score=float(score),
             caption=self._captions[row],
-            metadata=json.loads(self._metadata_json[row]) if self._metadata_json[row] else {},
+            metadata=self._metadata(row),
             image_path=self._image_paths[row],
-            thumbnail=str(self.folder / self._thumbnail_names[row]) if self._thumbnail_names[row] else None,
+            thumbnail=str(thumbnail) if thumbnail is not None and thumbnail.is_file() else None,
             matched=matched,
             rank_score=rank_score,
             row=int(row),
         )
+
+    def _metadata(self, row: int) -> dict[str, str]:
+        """One row's metadata, parsed when first shown (parsing all of a large catalog at load would be slow)."""
+        text = self._metadata_json[row]
+        if not text:
+            return {}
+        try:
+            metadata = json.loads(text)
+        except ValueError as err:
+            raise damaged(self.folder / ITEMS_FILE, f"row {row}'s metadata is not JSON ({err})") from err
+        if not isinstance(metadata, dict):
+            raise damaged(self.folder / ITEMS_FILE, f"row {row}'s metadata is not a JSON object")
+        return metadata
 
     def metadata_table(self) -> pd.DataFrame:
         """One row per indexed photo, in index order: id, caption and a column per metadata key."""

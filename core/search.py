@@ -32,15 +32,13 @@ from PIL import Image
 from core import cli
 from core.facets import FilterError, Filters, parse_filter_args
 from core.fusion import RankedList, best_per_product, cut, fuse
-from core.images import ImageError, ImageSource, decode_image, read_image_bytes
+from core.images import ImageError, ImageSource, decode_query_image, read_image_bytes
 from core.index import Hit, IndexMismatchError, IndexReader, Manifest, VectorIndex
 from core.lru import LRU
 from core.models import CLIP_KEY, Encoder, ModelLoadError, get_encoder, get_spec
 from core.steering import SteeringError, steer
 from core.weights import check_fits
 
-# Query photos are decoded no larger than needed for CLIP's 224 px input (see decode_image).
-QUERY_DECODE_MIN_SIDE = 224
 MAX_K = 1000
 TEXT_CACHE_SIZE = 512
 # Query photos by content hash: a rerun of the app, or the same photo sent again, is not re-encoded.
@@ -256,7 +254,7 @@ class SearchEngine:
             query.image_sha1 = hashlib.sha1(data).hexdigest()
             vector = self._known_image_vector(query.image_sha1)
             if vector is None:
-                image = decode_image(data, min_side=QUERY_DECODE_MIN_SIDE)
+                image = decode_query_image(data)  # shared with the app's preview: decoded once
         decoded = time.perf_counter()
         if vector is None:
             vector = encoder.encode_images([image])[0]

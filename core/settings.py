@@ -19,6 +19,8 @@ FAST_PATH_ENV = "VITRINE_FAST_PATH"
 API_URL_ENV = "VITRINE_API_URL"
 TORCH_THREADS_ENV = "VITRINE_TORCH_THREADS"
 PUBLIC_URL_ENV = "VITRINE_PUBLIC_URL"
+ALLOW_BUILDS_ENV = "VITRINE_ALLOW_BUILDS"
+SPACE_ID_ENV = "SPACE_ID"  # set by Hugging Face in every Space
 HUB_OFFLINE_ENV = "HF_HUB_OFFLINE"
 # Passed on to processes that load models elsewhere (Ray workers), so they find the same weights.
 MODEL_LOCATION_ENV = (MODELS_DIR_ENV, "HF_HOME", HUB_OFFLINE_ENV, "HF_ENDPOINT")
@@ -30,6 +32,7 @@ FAST_PATH_MODES = ("auto", "on", "off")
 # A server's torch threads per process (core/api.py, Serve replicas): one, measured in the README's
 # API section: requests run side by side, and more threads per forward pass only fight each other.
 DEFAULT_TORCH_THREADS = 1
+_ON, _OFF = ("on", "1", "true", "yes"), ("off", "0", "false", "no")
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,10 @@ class Settings:
     api_url: str | None  # a Vitrine API the app sends its searches to, instead of loading models
     torch_threads: int  # intra-op threads of a server process (the API, a Serve replica)
     public_url: str | None = None  # where phones reach the app (a booth's QR code); None: the browser's address
+    # May the app index a folder or path of this server? "auto": only for a visitor on this machine
+    # (localhost) and never on a Hugging Face Space; "on" or "off" decide for everyone (ui/first_run.py).
+    allow_builds: str = "auto"
+    space_id: str | None = None  # the Hugging Face Space this runs as, if any
 
     @property
     def fastpath_record_dir(self) -> Path:
@@ -68,6 +75,8 @@ def current(environ: Mapping[str, str] = os.environ) -> Settings:
         api_url=environ.get(API_URL_ENV, "").strip().rstrip("/") or None,
         torch_threads=_positive_int(environ.get(TORCH_THREADS_ENV), DEFAULT_TORCH_THREADS),
         public_url=environ.get(PUBLIC_URL_ENV, "").strip().rstrip("/") or None,
+        allow_builds=_mode(environ.get(ALLOW_BUILDS_ENV, "")),
+        space_id=environ.get(SPACE_ID_ENV, "").strip() or None,
     )
 
 
@@ -77,6 +86,11 @@ def _positive_int(value: str | None, default: int) -> int:
     except ValueError:
         return default
     return number if number > 0 else default
+
+
+def _mode(value: str) -> str:
+    value = value.strip().lower()
+    return "on" if value in _ON else "off" if value in _OFF else "auto"
 
 
 def model_location_env(environ: Mapping[str, str] = os.environ) -> dict[str, str]:

@@ -23,7 +23,8 @@ def open_catalog(when_none: Callable[[], None] | None = None) -> tuple[Path, Sea
     if not folders:
         (when_none or _point_to_first_run)()
         return None
-    names = [folder.name for folder in folders]
+    default = resources.default_catalog(folders)
+    names = [default.name, *(folder.name for folder in folders if folder != default)]  # the default first
     state.restore_once([spec.key for spec in available_models()], names)
     state.ensure_defaults(names)
     folder = sidebar.catalog_picker(folders)

@@ -71,7 +71,7 @@ def _browse(engine: SearchEngine) -> None:
         words = st.text_input("Caption contains", key=state.BROWSE_WORDS, width=240)
         for name, facet in facets.items():
             chosen = st.multiselect(
-                facet_label(name), list(facet.values), key=f"{state.BROWSE_PREFIX}{name}", width=200,
+                plain(facet_label(name), 40), list(facet.values), key=f"{state.BROWSE_PREFIX}{name}", width=200,
                 format_func=steering.with_count(facet),
             )
             if chosen:

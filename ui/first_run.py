@@ -6,6 +6,7 @@ photos with an optional captions CSV, for a shop trying Vitrine on its own produ
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from core.models import ModelLoadError
 from core import sample
 from core.sample import SAMPLE_DATASET, SAMPLE_NAME
 from ui import messages, resources, state
+from core.pipeline import BuildError
 from ui.text import code, plain
 
 SAMPLE_SIZES = (200, 1_000, 5_000, 10_000)
@@ -46,9 +48,50 @@ def render(index_root: Path) -> None:
         if request is not None:
             _build(request)
     with folder_tab:
-        request = _folder_form(index_root)
-        if request is not None:
-            _build(request)
+        if folder_builds_allowed():
+            request = _folder_form(index_root)
+            if request is not None:
+                _build(request)
+        else:
+            _owner_builds_note(index_root)
+
+
+def folder_builds_allowed() -> bool:
+    """Indexing a folder or path of this server is the owner's action: by default only a visitor on
+    this machine (the booth laptop at http://localhost:8501) may, never a Space's visitors;
+    VITRINE_ALLOW_BUILDS=on or off decides for everyone (core/settings.py)."""
+    config = settings.current()
+    if config.allow_builds != "auto":
+        return config.allow_builds == "on"
+    return config.space_id is None and local_visitor(st.context.ip_address)
+
+
+def local_visitor(ip_address: object) -> bool:
+    """Streamlit gives no address (None) for a visitor on localhost, a string for anyone else; without
+    a real connection (bare runs, AppTest) it is neither, and the script runs on this machine."""
+    if not isinstance(ip_address, str):
+        return True
+    try:
+        return ipaddress.ip_address(ip_address).is_loopback
+    except ValueError:
+        return False
+
+
+def _owner_builds_note(index_root: Path) -> None:
+    st.info(
+        "Indexing a folder of this server is for its owner. Visitors may build the sample catalog "
+        "(first tab); the owner builds a shop's catalog on their own machine and uploads it:",
+        icon=":material/lock:",
+    )
+    st.code(
+        "python -m core.build_index --images shop/images --captions shop/products.csv --out index_data/shop\n"
+        "hf upload USER/SPACE index_data index_data --repo-type space",
+        language="bash",
+    )
+    st.caption(
+        f"Or, on a server only the owner can reach, set `{settings.ALLOW_BUILDS_ENV}=on`. "
+        f"Catalogs are read from {code(index_root)}."
+    )
 
 
 def _model_source_note() -> None:
@@ -134,7 +177,7 @@ def _build(request: BuildRequest) -> None:
             try:
                 summary = _run_builder(request)
                 status.update(label="Index ready", state="complete")
-            except (ModelLoadError, CatalogError, SampleUnavailable, OSError) as err:
+            except (ModelLoadError, CatalogError, SampleUnavailable, BuildError, OSError) as err:
                 failure = err
                 status.update(label="The index could not be built", state="error", expanded=False)
     finally:

@@ -14,7 +14,7 @@ import streamlit as st
 from streamlit.runtime.uploaded_file_manager import UploadedFile
 
 from core.catalog import IMAGE_EXTENSIONS
-from core.images import DEFAULT_MAX_BYTES, ImageError, load_image
+from core.images import DEFAULT_MAX_BYTES, ImageError, decode_query_image
 from core.images import limit_aspect_ratio
 from core.models import CLIP_KEY, MAX_TEXT_CHARS, MULTILINGUAL_KEY
 from core.search import SearchEngine
@@ -178,7 +178,7 @@ def _photo_query(upload: UploadedFile | None) -> ImageQuery | None:
 def _preview_jpeg(data: bytes) -> bytes:
     """A small JPEG of what the model sees of a query photo (decoded by core: limits, EXIF turn, and
     the centre of an extreme strip); raises ImageError."""
-    image = limit_aspect_ratio(load_image(data))
+    image = limit_aspect_ratio(decode_query_image(data)).copy()  # the decode the search reuses
     image.thumbnail((PREVIEW_PX, PREVIEW_PX))
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=85)
@@ -202,7 +202,7 @@ def _product_query(engine: SearchEngine) -> ImageQuery | None:
         st.session_state[state.PRODUCT] = ""
     st.caption("Pick a product to find similar ones:")
     grid = st.grid(columns=3, min_column_width=90, gap="xsmall")
-    for row in _example_rows(engine.reader.count):
+    for row in _example_rows(engine.reader.id_list):
         hit = engine.reader.hit(row)
         with grid.cell():
             if hit.thumbnail:
@@ -218,6 +218,10 @@ def _product_query(engine: SearchEngine) -> ImageQuery | None:
     return None
 
 
-def _example_rows(count: int, n: int = EXAMPLE_PRODUCTS) -> list[int]:
-    """Products spread over the catalog (catalogs are often sorted by category)."""
-    return sorted({int(row) for row in np.linspace(0, count - 1, min(n, count))})
+def _example_rows(ids: list[str], n: int = EXAMPLE_PRODUCTS) -> list[int]:
+    """Products spread over the catalog (catalogs are often sorted by category), one photo of each:
+    several rows may share a product id."""
+    first_row: dict[str, int] = {}
+    for row in sorted({int(row) for row in np.linspace(0, len(ids) - 1, min(n, len(ids)))}):
+        first_row.setdefault(ids[row], row)
+    return list(first_row.values())

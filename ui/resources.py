@@ -14,7 +14,7 @@ from PIL import Image
 
 from core import settings
 from core.api_client import ApiClient, RemoteEngine
-from core.index import list_indexes, read_manifest
+from core.index import MANIFEST_FILE, IndexMismatchError, list_indexes, read_manifest
 from core.search import SearchEngine
 
 WARM_UP_TEXT = "a photo of a product"
@@ -32,6 +32,30 @@ def catalog_folders() -> list[Path]:
     if api_url:
         return [Path(info["name"]) for info in ApiClient(api_url).catalogs()]
     return list_indexes(index_root())
+
+
+def default_catalog(folders: list[Path]) -> Path:
+    """The first catalog that opens: a damaged one that sorts first must not greet every visitor."""
+    return next((folder for folder in folders if open_problem(folder) is None), folders[0])
+
+
+def open_problem(folder: Path) -> str | None:
+    """Why a catalog cannot be opened, or None when it opens (its engine is then loaded and cached)."""
+    try:
+        stamp = (folder / MANIFEST_FILE).stat().st_mtime_ns
+    except OSError as err:
+        return str(err)
+    return _open_problem(str(folder), stamp)
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def _open_problem(folder: str, manifest_stamp: int) -> str | None:
+    """Cached for a minute, so a broken catalog is not re-read on every rerun; a rebuild changes the stamp."""
+    try:
+        engine_for(Path(folder))
+    except (IndexMismatchError, OSError) as err:
+        return str(err)
+    return None
 
 
 def engine_for(folder: Path) -> SearchEngine | RemoteEngine:

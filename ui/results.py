@@ -66,17 +66,19 @@ def render_grid(
     `card_footer(hit, key)` if given (the search page's 👍/👎)."""
     grid = st.grid(columns="auto", min_column_width=min_column_width, gap="small", border=True, key=key)
     best = max((card.hit.rank_score for card in cards), default=0.0)
-    for rank, card in enumerate(cards, 1):
+    for rank, (card, card_key) in enumerate(zip(cards, card_keys(key, [card.hit for card in cards])), 1):
         with grid.cell():
             if card.hit.thumbnail:
                 st.image(card.hit.thumbnail, width="content")
+            else:  # the thumbnail file is gone: say so in its place
+                st.caption(":material/hide_image: No photo")
             cue = relevance(card.hit, best) if show_relevance else 0
             label = highlight_label if card.hit.id in highlight else ""
             st.markdown(card_text(card, rank, cue, details, label))
             if on_more_like_this is not None:
                 st.button(
                     "More like this",
-                    key=f"{key}-like-{card.hit.id}",
+                    key=card_key,
                     icon=":material/image_search:",
                     on_click=on_more_like_this,
                     args=(card.hit.id,),
@@ -84,6 +86,17 @@ def render_grid(
                 )
             if card_footer is not None:
                 card_footer(card.hit, key)
+
+
+def card_keys(prefix: str, hits: Sequence[Hit]) -> list[str]:
+    """A widget key per card, unique per row: `{prefix}-like-{id}`, and for a further photo of the
+    same product (several rows share its id) its row number after a '#'."""
+    seen: set[str] = set()
+    keys = []
+    for hit in hits:
+        keys.append(f"{prefix}-like-{hit.id}" + (f"#{hit.row}" if hit.id in seen else ""))
+        seen.add(hit.id)
+    return keys
 
 
 def card_text(card: Card, rank: int, cue: int, details: bool, highlight_label: str = "") -> str:

@@ -50,7 +50,7 @@ def render() -> None:
         image = query_inputs.image_input(engine)
     steer = steering.controls(engine.reader.facets)
     current = state.current()
-    share.render(state.publish(current, resources.catalog_folders()[0].name, steering.to_query_params(steer)))
+    share.render(state.publish(current, resources.default_catalog(resources.catalog_folders()).name, steering.to_query_params(steer)))
     if not current.text and image is None and not steer.liked:
         results.render_empty_state()
         return

@@ -28,6 +28,7 @@ from core.pipeline.thumbnails import thumbnail_path
 from core.pipeline.writer import read_shard
 
 REPORT_FILE = "skipped.csv"
+NOTES_FILE = "notes.csv"  # rows that were indexed but look wrong (ids shared by different products)
 
 
 def row_label(item: CatalogItem) -> str:
@@ -47,6 +48,7 @@ def assemble_index(
     skipped: Sequence[SkippedRow],
     progress: BuildProgress,
     tagger: Callable[[np.ndarray], list[Tags]] | None = None,
+    notes: Sequence[SkippedRow] = (),
 ) -> tuple[int, list[SkippedRow]]:
     """Write the index folder into `staging` from the shards, in row order; returns (indexed, skipped).
 
@@ -92,6 +94,8 @@ def assemble_index(
         progress.index_step(done, len(plan.stems))
     write_items(staging, table)
     _write_report(staging / REPORT_FILE, skipped)
+    if notes:
+        _write_report(staging / NOTES_FILE, notes, ("row", "note"))
     manifest.catalog.update(
         items=len(table), products=int(table["id"].nunique()), skipped=len(skipped),
         facets={name: facet.to_dict() for name, facet in facets.items()},
@@ -123,11 +127,11 @@ def _items_table(
     )
 
 
-def _write_report(path: Path, skipped: Sequence[SkippedRow]) -> None:
+def _write_report(path: Path, rows: Sequence[SkippedRow], header: Sequence[str] = ("row", "reason")) -> None:
     with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["row", "reason"])
-        writer.writerows((row.row, row.reason) for row in skipped)
+        writer.writerow(header)
+        writer.writerows((row.row, row.reason) for row in rows)
 
 
 def _first_reasons(skipped: Sequence[SkippedRow], count: int = 3) -> str:

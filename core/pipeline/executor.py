@@ -10,6 +10,7 @@ objects, and the rest of the build does not change.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections.abc import Sequence
@@ -23,7 +24,7 @@ from core.catalog import CatalogItem
 from core.devices import require_device
 from core.pipeline.encode_stage import EncodePlan
 from core.pipeline.progress import BuildProgress
-from core.pipeline.reader import BatchTask, DecodedBatch, ImagePrep, read_batch
+from core.pipeline.reader import BatchTask, DecodedBatch, ImagePrep, bind_to_parent, read_batch
 from core.pipeline.writer import ShardBuffer, ShardWriter
 
 
@@ -119,6 +120,7 @@ class LocalExecutor:
             num_workers=workers,
             pin_memory=stage.device.type == "cuda",
             prefetch_factor=max(2, math.ceil(self.ready_batches / workers)) if workers else None,
+            worker_init_fn=functools.partial(bind_to_parent, os.getpid()),
         )
         sizes = {shard.number: len(shard) for shard in job.shards}
         buffer = ShardBuffer()

@@ -10,7 +10,12 @@ that cannot be read ends as an error on its record: one bad file never stops a b
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
+import os
+import signal
+import sys
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -24,6 +29,9 @@ from core.catalog import CatalogItem
 from core.images import ImageError, decode_image, read_image_bytes
 from core.remote import RemoteError
 from core.pipeline.thumbnails import make_thumbnail
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+PARENT_CHECK_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -111,3 +119,26 @@ def read_batch(
 def stack_pixels(arrays: Sequence[np.ndarray]) -> torch.Tensor:
     """One tower's pixels of a batch as one uint8 tensor (an empty one when no row was readable)."""
     return torch.from_numpy(np.stack(arrays)) if len(arrays) else torch.empty((0, 3, 0, 0), dtype=torch.uint8)
+
+
+def bind_to_parent(parent: int, worker_id: int = 0) -> None:
+    """A reader worker's first step (the DataLoader's worker_init_fn): die with the builder.
+
+    A builder killed outright (SIGKILL, the OOM killer, a task manager) runs no cleanup, and
+    its workers would live on holding hundreds of MB each. On Linux the kernel sends them
+    SIGKILL when the builder dies (PR_SET_PDEATHSIG); everywhere a watchdog thread exits as
+    soon as the worker's parent is no longer the builder (it was re-parented)."""
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass  # the watchdog still stands
+    if os.getppid() != parent:  # the builder died before the line above
+        os._exit(1)
+    threading.Thread(target=_watch_parent, args=(parent,), name="parent-watchdog", daemon=True).start()
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(PARENT_CHECK_S)
+    os._exit(1)
