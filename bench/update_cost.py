@@ -77,13 +77,17 @@ def graph_cost(size: int, changes: int, folder: Path) -> None:
           f"patch {patch_s:.2f} s (recall@10 {patched_recall:.3f})")
 
 
+def use_models(folder: Path, size: str) -> None:
+    """Random models of this size (made once in `folder`) for what this process loads next."""
+    if not (folder / "clip-ViT-B-32" / "modules.json").is_file():
+        make_models(folder, size)
+    os.environ[settings.MODELS_DIR_ENV] = str(folder)
+    models.clear_cache()
+
+
 def encode_seconds_per_photo(work: Path, photos: int) -> float:
     """Seconds a full-size ViT-B/32 (random weights) and both caption encoders spend per photo in a build."""
-    full = work / "models"
-    if not (full / "clip-ViT-B-32" / "modules.json").is_file():
-        make_models(full, "full")
-    os.environ[settings.MODELS_DIR_ENV] = str(full)
-    models.clear_cache()
+    use_models(work / "models", "full")
     catalog = from_folder(DATA / "images", DATA / "products.csv", name="probe")
     with tempfile.TemporaryDirectory() as tmp:
         summary = build_index(catalog, Path(tmp) / "probe", limit=photos, progress=False)
@@ -92,11 +96,7 @@ def encode_seconds_per_photo(work: Path, photos: int) -> float:
 
 
 def end_to_end(photos: int, changes: int, work: Path, per_photo: float) -> None:
-    tiny = work / "tiny-models"
-    if not (tiny / "clip-ViT-B-32" / "modules.json").is_file():
-        make_models(tiny, "tiny")
-    os.environ[settings.MODELS_DIR_ENV] = str(tiny)
-    models.clear_cache()
+    use_models(work / "tiny-models", "tiny")
     catalog = from_folder(DATA / "images", DATA / "products.csv", name="shop")
     third = changes // 3
     base_items = catalog.items[:photos]
