@@ -6,13 +6,15 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from core import settings
 from core.build_index import build_index
 from core.catalog import CatalogError, from_folder
-from core.index import read_manifest
+from core.index import VectorIndex, read_manifest
 from core.models import CLIP_KEY, MULTILINGUAL_KEY, get_spec
 from core.weights import search_problem
 from ui.share import public_base, qr_png, search_link
@@ -30,7 +32,7 @@ from .app_support import (
 COMPARE = "pages/1_Compare_models.py"
 
 
-def damaged_copy(fashion_index, tmp_path, monkeypatch, change) -> None:
+def damaged_copy(fashion_index, tmp_path, monkeypatch, change) -> Path:
     """The session's index copied, with its manifest's record of the multilingual model changed."""
     copy = tmp_path / "index_data" / "fashion"
     shutil.copytree(fashion_index, copy)
@@ -62,7 +64,10 @@ def test_the_manifest_says_which_models_cannot_search(fashion_index, tmp_path, m
 def test_a_model_of_another_vector_size_is_not_offered_and_examples_do_not_switch_to_it(
     fashion_index, tmp_path, monkeypatch
 ):
-    damaged_copy(fashion_index, tmp_path, monkeypatch, wider_multilingual)
+    copy = damaged_copy(fashion_index, tmp_path, monkeypatch, wider_multilingual)
+    entry = read_manifest(copy).find(MULTILINGUAL_KEY, "caption")
+    wide = np.random.default_rng(0).standard_normal((entry.count, entry.dim)).astype(np.float32)
+    VectorIndex.build(wide / np.linalg.norm(wide, axis=1, keepdims=True)).save(copy, entry.stem)  # files that fit
     at = open_app()
     assert at.selectbox(key="model").options == ["English"]
     assert any("Not offered for this catalog: Any language (50+), because" in c.value.replace("\\", "") for c in at.sidebar.caption)
