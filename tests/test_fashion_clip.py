@@ -181,13 +181,11 @@ def test_every_tower_with_an_image_index_fits(three_key_index):
         check_fits(models.get_encoder(key, "cpu"), manifest, three_key_index)
 
 
-def test_a_missing_tower_index_file_is_refused_when_first_used(three_key_index, tmp_path):
+def test_a_missing_tower_index_file_is_refused_at_load(three_key_index, tmp_path):
     broken = shutil.copytree(three_key_index, tmp_path / "broken")
     (broken / f"image__{FASHION_KEY}.hnsw").unlink()
-    engine = SearchEngine(broken)
-    assert engine.search(text="dress", model=CLIP_KEY, k=3).hits
     with pytest.raises(IndexMismatchError, match=f"image__{FASHION_KEY}.hnsw is missing"):
-        engine.search(text="dress", model=FASHION_KEY, k=3)
+        SearchEngine(broken)
 
 
 def test_the_ray_engine_builds_the_same_towers(ray_cluster, fashion_catalog, three_key_index, tmp_path):
@@ -214,25 +212,31 @@ def test_the_app_offers_and_searches_with_fashion_clip(three_key_app):
 
 
 def test_compare_puts_each_towers_own_search_side_by_side_for_words_and_a_photo(three_key_app, fashion_catalog):
+    from ui import variants
     from ui.results import CAPTION_CHARS
     from ui.text import plain
 
     from .app_support import open_app
 
     def shown(at, key: str) -> list[str]:
-        return [m.value for m in at.grid(key=f"compare-{key}").markdown if m.value.startswith("**")]
+        return [m.value.split("  \n")[0] for m in at.grid(key=f"compare-{key}").markdown if m.value.startswith("**")]
 
-    def expected(result) -> list[str]:
-        return [f"**{plain(hit.caption or hit.id, CAPTION_CHARS)}**" for hit in result.hits]
+    def expected(hits) -> list[str]:
+        return [f"**{plain(hit.caption or hit.id, CAPTION_CHARS)}**" for hit in hits]
+
+    def page_hits(**query) -> list:
+        """What the page shows of a search: one card per product and its variants."""
+        found = engine.search(k=variants.fetch_size(5), **query).hits
+        return [card.hit for card in variants.cards(found, variants.for_engine(engine), 5)]
 
     at = open_app({"q": "shirt", "k": "5"}, page="pages/1_Compare_models.py")
     assert [h.value for h in at.subheader] == list(THREE_KEYS)
     engine = SearchEngine(three_key_app)
-    words = {key: engine.search(text="shirt", model=key, k=5) for key in THREE_KEYS}
+    words = {key: page_hits(text="shirt", model=key) for key in THREE_KEYS}
     for key in THREE_KEYS:
         assert shown(at, key) == expected(words[key])
     (overlap,) = at.metric
-    shared = set.intersection(*({hit.id for hit in result.hits} for result in words.values()))
+    shared = set.intersection(*({hit.id for hit in hits} for hits in words.values()))
     assert overlap.value == f"{len(shared)} of 5"
 
     at.text_input(key="compare_text").set_value("").run()
@@ -241,8 +245,8 @@ def test_compare_puts_each_towers_own_search_side_by_side_for_words_and_a_photo(
     at.button(key=f"example-{product}").click().run()
     assert not at.exception and [h.value for h in at.subheader] == list(THREE_KEYS)
     for key in THREE_KEYS:
-        result = engine.search(product=product, model=key, k=5)
-        assert shown(at, key) == expected(result) and product not in [hit.id for hit in result.hits]
+        hits = page_hits(product=product, model=key)
+        assert shown(at, key) == expected(hits) and product not in [hit.id for hit in hits]
 
 
 def test_evaluate_reports_both_models_on_the_same_held_out_products(three_key_index, capsys):
@@ -301,7 +305,7 @@ def test_an_update_takes_over_every_towers_vectors_and_a_new_tower_encodes_afres
     grown = shutil.copytree(fashion_index, tmp_path / "grown")  # built with CLIP's tower only
     small = replace(fashion_catalog, items=fashion_catalog.items[:THREE_KEY_SIZE])
     summary = build_index(small, grown, THREE_KEYS, progress=False, workers=0, batch_size=16)
-    assert summary.stage_items["encode"] == THREE_KEY_SIZE and any("'fashion-clip'" in note for note in summary.notes)
+    assert summary.stage_items["encode"] == THREE_KEY_SIZE and any("'fashion-clip'" in note for note in summary.update_notes)
     assert read_manifest(grown).image_towers == [CLIP_KEY, FASHION_KEY]
     np.testing.assert_allclose(
         np.load(grown / f"image__{FASHION_KEY}.npy"), np.load(three_key_index / f"image__{FASHION_KEY}.npy"), atol=1e-5

@@ -89,7 +89,7 @@ def test_the_app_decodes_an_upload_once_for_preview_and_search(app_index, monkey
     monkeypatch.setattr(images, "_decode", lambda *args: calls.append(args[2]) or decode(*args))
     photo = _png(Image.new("RGBA", (900, 700), (90, 140, 7, 200)))  # bytes no other test uploads
     at = open_app()
-    at.file_uploader(key="upload").upload("mine.png", photo, "image/png").run()
+    at.file_uploader(key="upload-0").upload("mine.png", photo, "image/png").run()
     assert_no_exception(at)
     assert result_images(at) == 12 and at.image  # the preview and the results
     assert calls == [224]  # one decode, at the size CLIP needs
