@@ -27,7 +27,7 @@ from core import cli
 from core.autotag import DEFAULT_VOCABULARY, VocabularyError, read_vocabulary, tag_photos
 from core.catalog import Catalog, CatalogError, SkippedRow, conflicting_ids
 from core.atomic import replace_folder
-from core.index import HnswParams, Manifest, check_folder
+from core.index import HnswParams, Manifest, check_folder, read_manifest
 from core.models import DEFAULT_MODELS, ModelLoadError, get_encoder, get_spec
 from core.pipeline import BuildError
 from core.pipeline.assemble import NOTES_FILE, REPORT_FILE, assemble_index
@@ -39,7 +39,7 @@ from core.pipeline.executor import BuildJob, Executor, LocalExecutor, plan_shard
 from core.pipeline.progress import BuildProgress
 from core.pipeline.work import WorkFolder, needed_bytes
 from core.pipeline.writer import ShardWriter, intact_shards
-from core.sample import sample_catalog
+from core.recipe import Recipe
 from core.weights import model_facts
 
 # A shard is this many batches: on a laptop CPU about two minutes of work to redo after a
@@ -111,6 +111,7 @@ def build_index(
     full: bool = False,
     auto_tags: bool = True,
     tag_vocabulary: Mapping[str, Sequence[str]] | None = None,
+    recipe: Recipe | None = None,
     variants: str = "caption",
 ) -> BuildSummary:
     """Embed a catalog with the given models and write a complete index folder at `out`.
@@ -124,6 +125,7 @@ def build_index(
     is False; `tag_vocabulary` replaces the default colour and category labels.
     `variants` names what makes products variants of one (the app shows them as one card):
     "caption" (same name) or a metadata column such as a style or model number.
+    `recipe` (core/recipe.py) is recorded in the manifest, so the catalog can be updated later from it.
     """
     started = time.perf_counter()
     out = Path(out)
@@ -177,7 +179,10 @@ def build_index(
         finally:
             tracker.close()
         manifest = Manifest(
-            catalog={"name": catalog.name, "source": catalog.source, "fingerprint": fingerprint, "variants": variants},
+            catalog={
+                "name": catalog.name, "source": catalog.source, "fingerprint": fingerprint, "variants": variants,
+                **({"recipe": recipe.to_dict()} if recipe is not None else {}),
+            },
             hnsw=params,
             entries=[],
             created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -302,12 +307,26 @@ def make_executor(engine: str, workers: int | None = None, ray_address: str | No
     return RayExecutor(ray_address, ray_concurrency)
 
 
-def _catalog(args: argparse.Namespace) -> Catalog:
-    if args.sample is None:
-        return cli.catalog_of(args, name=args.out.name)
-    if args.images or args.captions or args.parquet:
+def _recipe(args: argparse.Namespace, models: Sequence[str]) -> Recipe:
+    if args.sample is not None and (args.images or args.captions or args.parquet):
         raise CatalogError("give either --sample N or your own catalog (--images or --parquet), not both")
-    return sample_catalog(args.sample)
+    return Recipe(
+        images=args.images, captions=args.captions, parquet=tuple(args.parquet), id_column=args.id_column,
+        caption_column=args.caption_column, filename_column=args.filename_column, sample=args.sample,
+        limit=args.limit, models=tuple(models),
+    )
+
+
+def update_from_recipe(folder: Path, on_progress: Callable[[str, int, int], None] | None = None) -> BuildSummary:
+    """Run the recorded build of an index again onto it: an update of what changed at its source."""
+    manifest = read_manifest(folder)
+    if "recipe" not in manifest.catalog:
+        raise CatalogError(f"{folder} records no build recipe (it predates them): run its build command again.")
+    recipe = Recipe.from_dict(manifest.catalog["recipe"])
+    return build_index(
+        recipe.catalog(Path(folder).name), folder, recipe.models or DEFAULT_MODELS, manifest.hnsw,
+        limit=recipe.limit, progress=False, on_progress=on_progress, variants=manifest.variants_column, recipe=recipe,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -315,10 +334,12 @@ def main(argv: list[str] | None = None) -> int:
 
     def build() -> int:
         executor = make_executor(args.engine, args.workers, args.ray_address, args.ray_concurrency)
+        models = [key.strip() for key in args.models.split(",") if key.strip()]
+        recipe = _recipe(args, models)
         summary = build_index(
-            _catalog(args),
+            recipe.catalog(args.out.name),
             args.out,
-            [key.strip() for key in args.models.split(",") if key.strip()],
+            models,
             HnswParams(m=args.m, ef_construction=args.ef_construction, ef_search=args.ef_search),
             device=args.device,
             batch_size=args.batch_size,
@@ -331,6 +352,7 @@ def main(argv: list[str] | None = None) -> int:
             auto_tags=not args.no_auto_tags,
             tag_vocabulary=read_vocabulary(args.tag_vocabulary) if args.tag_vocabulary else None,
             variants=args.variants_column,
+            recipe=recipe,
         )
         print(summary.describe())
         return 0

@@ -19,10 +19,13 @@ import pandas as pd
 import pytest
 
 from core import build_index as cli
-from core.build_index import build_index
+from core import settings
+from core.build_index import build_index, update_from_recipe
 from core.catalog import Catalog, from_folder
 from core.index import IndexReader, read_manifest
+from core.models import DEFAULT_MODELS
 from core.search import QueryError, SearchEngine
+from tests.app_support import assert_no_exception, open_app
 from tests.test_cli import ROOT
 
 BASE_ROWS = 60
@@ -241,3 +244,42 @@ def test_automatic_tags_are_not_counted_as_changes(tiny_models, catalog, tmp_pat
     summary = build_index(photos_only, out, workers=0, progress=False)
     assert summary.changes == {"added": 0, "changed": 0, "removed": 0, "unchanged": 30}
     assert_same_as_full_build(out, photos_only, tmp_path)
+
+
+def small_shop(fashion_dir: Path, folder: Path, rows: int) -> None:
+    """A shop's own folder: the first `rows` shared photos and their CSV rows (copies, in tmp)."""
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    lines = (fashion_dir / "products.csv").read_text(encoding="utf-8").splitlines()
+    (folder / "products.csv").write_text("\n".join(lines[: rows + 1]) + "\n", encoding="utf-8")
+    for line in lines[1 : rows + 1]:
+        product = line.split(",")[0]
+        shutil.copyfile(fashion_dir / "images" / f"{product}.jpg", folder / "images" / f"{product}.jpg")
+
+
+def test_the_recorded_recipe_updates_the_catalog_from_its_source(tiny_models, fashion_dir, tmp_path, capsys):
+    shop, out = tmp_path / "shop", tmp_path / "index_data" / "shop"
+    small_shop(fashion_dir, shop, 20)
+    args = ["--images", str(shop / "images"), "--captions", str(shop / "products.csv"), "--out", str(out), "--workers", "0"]
+    assert cli.main(args) == 0
+    recipe = read_manifest(out).catalog["recipe"]
+    assert recipe["images"] == str(shop / "images") and recipe["models"] == list(DEFAULT_MODELS)
+    small_shop(fashion_dir, shop, 23)  # the shop added three products
+    summary = update_from_recipe(out)
+    assert summary.changes == {"added": 3, "changed": 0, "removed": 0, "unchanged": 20}
+    assert summary.stage_items["encode"] == 3 and IndexReader(out).count == 23
+
+
+def test_the_catalog_page_updates_the_catalog_where_builds_are_allowed(tiny_models, fashion_dir, tmp_path, monkeypatch):
+    shop, out = tmp_path / "shop", tmp_path / "index_data" / "shop"
+    small_shop(fashion_dir, shop, 12)
+    assert cli.main(["--images", str(shop / "images"), "--captions", str(shop / "products.csv"),
+                     "--out", str(out), "--workers", "0"]) == 0
+    monkeypatch.setenv(settings.INDEX_DIR_ENV, str(out.parent))
+    small_shop(fashion_dir, shop, 14)
+    at = open_app(page="pages/2_Catalog.py")
+    at.button(key="update_catalog").click().run()
+    assert_no_exception(at)
+    assert IndexReader(out).count == 14
+    assert any("2 products added" in caption.value for caption in at.caption)
+    monkeypatch.setenv(settings.ALLOW_BUILDS_ENV, "off")  # a public deployment: no such button
+    assert not [button for button in open_app(page="pages/2_Catalog.py").button if button.key == "update_catalog"]

@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from core.search import SearchEngine
-from ui import catalog_context, catalog_map, query_inputs, results, state, steering
+from ui import catalog_context, catalog_map, first_run, query_inputs, results, state, steering
 from ui.labels import facet_label
 from ui.text import plain
 from ui.variants import Card
@@ -51,6 +51,7 @@ def _facts(engine: SearchEngine) -> None:
     )
     if manifest.changes:
         st.caption(update_line(manifest.changes, manifest.created_at))
+    first_run.update_action(engine.folder, "recipe" in manifest.catalog)
 
 
 def update_line(changes: dict[str, int], when: str) -> str:

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import streamlit as st
 
-from core.build_index import BuildSummary, build_index
+from core.build_index import BuildSummary, build_index, update_from_recipe
 from core.catalog import Catalog, CatalogError, from_folder
 from core import settings
 from core.models import ModelLoadError
+from core.recipe import Recipe
 from core import sample
 from core.sample import SAMPLE_DATASET, SAMPLE_NAME
 from ui import messages, resources, state
@@ -112,6 +113,7 @@ class BuildRequest:
     make_catalog: Callable[[], Catalog]
     out: Path
     limit: int | None = None
+    recipe: Recipe | None = None  # recorded in the index, so the catalog can be updated from the app later
 
 
 def _sample_form(index_root: Path) -> BuildRequest | None:
@@ -121,7 +123,7 @@ def _sample_form(index_root: Path) -> BuildRequest | None:
         )
         size = st.select_slider("Products", SAMPLE_SIZES, value=SAMPLE_DEFAULT, format_func="{:,}".format)
         if st.form_submit_button("Download and index", icon=":material/download:", type="primary"):
-            return BuildRequest(lambda: _sample_catalog(size), index_root / SAMPLE_NAME)
+            return BuildRequest(lambda: _sample_catalog(size), index_root / SAMPLE_NAME, recipe=Recipe(sample=size))
     return None
 
 
@@ -154,7 +156,8 @@ def _folder_form(index_root: Path) -> BuildRequest | None:
             images_dir = Path(images.strip()).expanduser()
             captions_csv = Path(captions.strip()).expanduser() if captions.strip() else None
             out = index_root / catalog_name(name or images_dir.name)
-            return BuildRequest(lambda: from_folder(images_dir, captions_csv, name=out.name), out, int(limit) or None)
+            recipe = Recipe(images=str(images_dir), captions=str(captions_csv) if captions_csv else None, limit=int(limit) or None)
+            return BuildRequest(lambda: from_folder(images_dir, captions_csv, name=out.name), out, int(limit) or None, recipe)
     return None
 
 
@@ -164,7 +167,21 @@ def catalog_name(text: str) -> str:
 
 
 def _build(request: BuildRequest) -> None:
-    """Run the builder with a progress bar; on success, rerun into the search page.
+    _run_locked(lambda: _run_builder(request))
+
+
+def update_action(folder: Path, has_recipe: bool) -> None:
+    """The Catalog page's "Update this catalog": the recorded build run again (only what changed is
+    encoded); an owner's action, offered where folder builds are allowed."""
+    if not has_recipe or not folder.is_dir() or not folder_builds_allowed():
+        return
+    if st.button("Update this catalog", icon=":material/sync:", key=state.UPDATE_CATALOG,
+                 help="Index again from where it was built: new, changed and removed products are taken in."):
+        _run_locked(lambda: update_from_recipe(folder, on_progress=_progress_bar()))
+
+
+def _run_locked(run: Callable[[], BuildSummary]) -> None:
+    """Run a build with a progress bar, one at a time per server; on success, rerun the page.
 
     A failure is said below the progress box, in the open: the box itself is closed."""
     lock = resources.build_lock()
@@ -175,7 +192,7 @@ def _build(request: BuildRequest) -> None:
     try:
         with st.status("Building the index…", expanded=True) as status:
             try:
-                summary = _run_builder(request)
+                summary = run()
                 status.update(label="Index ready", state="complete")
             except (ModelLoadError, CatalogError, SampleUnavailable, BuildError, OSError) as err:
                 failure = err
@@ -199,12 +216,19 @@ def _run_builder(request: BuildRequest) -> BuildSummary:
         st.write(f"{found:,} photos found; indexing the first {request.limit:,} (the models load first).")
     else:
         st.write(f"{found:,} photos found; computing their vectors (the models load first).")
+    return build_index(
+        catalog, request.out, progress=False, limit=request.limit, on_progress=_progress_bar(), recipe=request.recipe
+    )
+
+
+def _progress_bar() -> Callable[[str, int, int], None]:
+    """A progress bar on the page, as the builder's on_progress callback."""
     bar = st.progress(0.0, text="Loading the models…")
 
     def on_progress(stage: str, done: int, total: int) -> None:
         bar.progress(min(1.0, done / total) if total else 1.0, text=f"{stage.capitalize()}: {done:,} of {total:,}")
 
-    return build_index(catalog, request.out, progress=False, limit=request.limit, on_progress=on_progress)
+    return on_progress
 
 
 def show_last_build() -> None:

@@ -35,6 +35,7 @@ TOAST = "_toast"  # a note for the next run to show as a toast
 LAST_QUERY = "_last_query"  # (label, vector) of the latest search, for the catalog map
 LAST_BUILD = "_last_build"  # the summary of the build that just finished
 GO_SEARCH = "_go_search"  # a catalog card asked for "more like this": switch to the search page
+UPDATE_CATALOG = "update_catalog"  # the Catalog page's button that runs the recorded build again
 DETAILS = "details"  # show scores, timings and model keys
 PHOTO_NONCE = "_photo_nonce"  # part of the upload and camera widget keys: a new value empties them
 PHOTO_REFUSED = "_photo_refused"  # why the last photo was refused, shown once after the widget is emptied
