@@ -54,7 +54,7 @@ def assert_same_index(ray_out: Path, local_out: Path, *, same_source: bool = Tru
         assert np.abs(built["vectors"][stem] - vectors).max() <= 1e-5, stem
     ours, theirs = read_manifest(ray_out), read_manifest(local_out)
     assert (ours.models, ours.hnsw) == (theirs.models, theirs.hnsw)
-    keys = [k for k in theirs.catalog if same_source or k != "source"]
+    keys = [k for k in theirs.catalog if same_source or k not in ("source", "recipe")]
     assert {k: ours.catalog[k] for k in keys} == {k: theirs.catalog[k] for k in keys}
     if same_source:
         assert (ray_out / "skipped.csv").read_text() == (local_out / "skipped.csv").read_text()
