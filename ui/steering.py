@@ -129,8 +129,8 @@ def controls(facets: Mapping[str, Facet]) -> Steering:
     liked, unliked = st.session_state.get(state.LIKED, []), st.session_state.get(state.UNLIKED, [])
     if liked or unliked:
         with st.container(horizontal=True):
-            st.caption(f"Steering by {len(liked)} 👍 and {len(unliked)} 👎")
-            st.button("Clear 👍/👎", key="steering-clear", on_click=_clear_feedback, type="tertiary")
+            st.caption(f"Steering by {len(liked)} liked and {len(unliked)} not-this products")
+            st.button("Clear likes", icon=":material/thumbs_up_down:", key="steering-clear", on_click=_clear_feedback, type="tertiary")
     return Steering(filters, state.clean_text(st.session_state.get(state.NOT_WORDS) or "").strip(),
                     tuple(liked), tuple(unliked))
 
@@ -143,9 +143,9 @@ def feedback_buttons(hit: Hit, key: str) -> None:
     """👍 / 👎 under a card: the grid refines at once (the rerun searches with the new lists)."""
     liked, unliked = st.session_state.get(state.LIKED, []), st.session_state.get(state.UNLIKED, [])
     with st.container(horizontal=True, gap="xxsmall"):
-        st.button("👍", key=f"{key}-up-{hit.id}", on_click=_toggle, args=(hit.id, state.LIKED, state.UNLIKED),
+        st.button("Like", icon=":material/thumb_up:", key=f"{key}-up-{hit.id}", on_click=_toggle, args=(hit.id, state.LIKED, state.UNLIKED),
                   type="primary" if hit.id in liked else "tertiary", help="More like this one")
-        st.button("👎", key=f"{key}-down-{hit.id}", on_click=_toggle, args=(hit.id, state.UNLIKED, state.LIKED),
+        st.button("Not this", icon=":material/thumb_down:", key=f"{key}-down-{hit.id}", on_click=_toggle, args=(hit.id, state.UNLIKED, state.LIKED),
                   type="primary" if hit.id in unliked else "tertiary", help="Less like this one")
 
 
