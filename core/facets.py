@@ -9,11 +9,17 @@ one key are ORed, different keys are ANDed. Pure functions: rows in, counts or m
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
 MAX_FACET_VALUES = 200
+# A facet value gets its own HNSW graph, built with the index, when it covers at least GRAPH_MIN_ROWS
+# rows and at most GRAPH_MAX_SHARE of them: rarer values are scanned exactly as fast, and commoner ones
+# are found by a walk of the whole graph that fetches a few times K (bench/filtered_search.py).
+GRAPH_MIN_ROWS = 2048
+GRAPH_MAX_SHARE = 0.5
 
 Filters = Mapping[str, Sequence[str]]
 
@@ -58,6 +64,45 @@ def compute_facets(
         ordered = sorted(counts.items(), key=lambda pair: (-pair[1], pair[0]))
         facets[key] = Facet(key, dict(ordered))
     return facets
+
+
+@dataclass(frozen=True, eq=False)
+class RowFilter:
+    """The rows a filter passes (a mask over the index's rows) and the terms that chose them.
+
+    The terms let an index walk the graphs of those facet values instead of the whole graph."""
+
+    mask: np.ndarray
+    terms: Mapping[str, frozenset[str]] = field(default_factory=dict)
+
+    @cached_property
+    def rows(self) -> np.ndarray:
+        return np.flatnonzero(self.mask)
+
+    @property
+    def count(self) -> int:
+        return len(self.rows)
+
+
+def filter_columns(records: Sequence[Mapping[str, object]]) -> dict[str, np.ndarray]:
+    """Each metadata key's casefolded value per row (empty where a row lacks it): what filters compare."""
+    keys = dict.fromkeys(key for record in records for key in record)
+    return {key: np.array([str(r.get(key, "")).strip().casefold() for r in records], dtype=object) for key in keys}
+
+
+def graph_values(columns: Mapping[str, np.ndarray], keys: Iterable[str]) -> dict[str, dict[str, np.ndarray]]:
+    """Facet key -> casefolded value -> its rows, for the values common enough to get a graph of their own."""
+    chosen: dict[str, dict[str, np.ndarray]] = {}
+    for key in keys:
+        column = columns.get(key)
+        if column is None or not len(column):
+            continue
+        values, codes = np.unique(column, return_inverse=True)
+        for code, value in enumerate(values.tolist()):
+            rows = np.flatnonzero(codes == code)
+            if value and GRAPH_MIN_ROWS <= len(rows) <= GRAPH_MAX_SHARE * len(column):
+                chosen.setdefault(key, {})[value] = rows
+    return chosen
 
 
 def normalise_filters(filters: Filters | None, available: Iterable[str]) -> dict[str, frozenset[str]]:

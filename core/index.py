@@ -8,6 +8,7 @@ refuses a mismatch with a message that says how to fix it. Nothing is pickled.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import os
 import struct
@@ -23,21 +24,22 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from core.atomic import atomic_path
-from core.facets import Facet, Filters, compute_facets, filter_mask, normalise_filters
+from core.facets import Facet, Filters, RowFilter, compute_facets, filter_columns, filter_mask, normalise_filters
 
 FORMAT_VERSION = 1
 MANIFEST_FILE = "manifest.json"
 ITEMS_FILE = "items.parquet"
 THUMBNAILS_DIR = "thumbnails"
+FACET_GRAPHS_DIR = "facet_graphs"
 # Below this many vectors a brute-force scan is both exact and faster than HNSW.
 EXACT_SEARCH_BELOW = 2048
 # Filtered search (VectorIndex.search; bench/filtered_search.py measured these at 50k vectors):
-# an unfiltered walk fetches OVERFETCH * k / share rows to keep about OVERFETCH * k allowed
-# ones, and costs about WALK_COST vectors per fetched row: an exact scan over the allowed
-# rows wins while they are fewer than that.
-OVERFETCH = 4
-WALK_COST = 8
-MASK_CACHE_SIZE = 64  # filter masks kept per reader: a visitor's reruns reuse theirs
+# a walk fetches OVERFETCH * k / share rows to keep about OVERFETCH * k allowed ones, and costs
+# about WALK_COST vectors per row its beam holds (at least ef): an exact scan over the allowed rows
+# wins while they are fewer than that.
+OVERFETCH = 3
+WALK_COST = 20
+FILTER_CACHE_SIZE = 64  # filters (row masks) kept per reader: a visitor's reruns reuse theirs
 # The items table's columns, each a string column (metadata holds a JSON object per row).
 ITEM_COLUMNS = ("id", "caption", "image_path", "thumbnail", "sha1", "metadata")
 MODALITIES = ("image", "caption")
@@ -102,10 +104,16 @@ class IndexEntry:
     modality: str  # "image" or "caption"
     dim: int
     count: int
+    # facet key -> casefolded value -> {"file": path in the folder, "count": rows}: a graph per common value
+    facet_graphs: dict[str, dict[str, dict]] = field(default_factory=dict, hash=False)
 
     @property
     def stem(self) -> str:
         return vector_stem(self.modality, self.encoder)
+
+    def facet_graph_files(self) -> list[tuple[str, int]]:
+        """(file, rows) of every facet graph of this vector file."""
+        return [(graph["file"], graph["count"]) for values in self.facet_graphs.values() for graph in values.values()]
 
 
 @dataclass
@@ -211,9 +219,23 @@ class Manifest:
                 and _whole(entry.dim) and entry.dim >= 1 and _whole(entry.count) and entry.count >= 0,
                 f"the entry {entry} is not a valid vector file",
             )
+            _require(
+                isinstance(entry.facet_graphs, dict)
+                and all(isinstance(values, dict) for values in entry.facet_graphs.values())
+                and all(
+                    isinstance(graph, dict) and _inside_graphs_dir(graph.get("file")) and _whole(graph.get("count"))
+                    and 1 <= graph["count"] <= entry.count
+                    for values in entry.facet_graphs.values() for graph in values.values()
+                ),
+                f"the facet graphs of {entry.stem} are not a list of files with row counts",
+            )
         for name in ("items", "products", "skipped"):
             _require(_whole(catalog.get(name, 0)), f"catalog '{name}' is not a whole number")
         return manifest
+
+
+def _inside_graphs_dir(file: object) -> bool:
+    return isinstance(file, str) and file.startswith(f"{FACET_GRAPHS_DIR}/") and ".." not in file.split("/")
 
 
 def _whole(value: object) -> bool:
@@ -297,12 +319,59 @@ def read_items(folder: Path) -> pd.DataFrame:
     return table.to_pandas()
 
 
-class VectorIndex:
-    """Unit vectors with an HNSW graph over them (inner product = cosine) and an exact fallback."""
+class FacetGraph:
+    """One facet value's HNSW graph: its rows' vectors, labelled with their rows in the whole index.
 
-    def __init__(self, vectors: np.ndarray, graph: hnswlib.Index) -> None:
+    Loaded on the first filter that walks it, so a catalog pays memory only for the values visitors use."""
+
+    def __init__(self, path: Path, count: int, dim: int, ef_search: int) -> None:
+        self.path, self.count, self.dim, self.ef_search = path, count, dim, ef_search
+        self._graph: hnswlib.Index | None = None
+        self._lock = threading.Lock()
+
+    def graph(self) -> hnswlib.Index:
+        with self._lock:
+            if self._graph is None:
+                graph = hnswlib.Index(space="ip", dim=self.dim)
+                try:
+                    graph.load_index(str(self.path), max_elements=self.count)
+                except (RuntimeError, MemoryError, ValueError) as err:
+                    raise damaged(self.path, f"hnswlib cannot load it ({_first_line(err)})") from err
+                graph.set_ef(self.ef_search)
+                self._graph = graph
+            return self._graph
+
+
+def _hnsw_graph(
+    vectors: np.ndarray, labels: np.ndarray, params: HnswParams, batch_size: int = 4096,
+    progress: Callable[[int], None] | None = None,
+) -> hnswlib.Index:
+    graph = hnswlib.Index(space="ip", dim=int(vectors.shape[1]))
+    graph.init_index(max_elements=max(1, len(vectors)), M=params.m, ef_construction=params.ef_construction)
+    for start in range(0, len(vectors), batch_size):
+        chunk = vectors[start : start + batch_size]
+        graph.add_items(chunk, labels[start : start + len(chunk)])
+        if progress is not None:
+            progress(len(chunk))
+    graph.set_ef(params.ef_search)
+    return graph
+
+
+def _save_graph(graph: hnswlib.Index, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        graph.save_index(str(tmp))
+
+
+class VectorIndex:
+    """Unit vectors with an HNSW graph over them (inner product = cosine), an exact fallback, and
+    optionally a graph per common facet value (FacetGraph) that filtered searches walk instead."""
+
+    def __init__(
+        self, vectors: np.ndarray, graph: hnswlib.Index, facet_graphs: dict[str, dict[str, FacetGraph]] | None = None
+    ) -> None:
         self.vectors = vectors
         self.graph = graph
+        self.facet_graphs = facet_graphs or {}
         self.dim = int(vectors.shape[1])
         self.count = int(vectors.shape[0])
 
@@ -315,22 +384,28 @@ class VectorIndex:
         progress: Callable[[int], None] | None = None,
     ) -> VectorIndex:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        graph = hnswlib.Index(space="ip", dim=int(vectors.shape[1]))
-        graph.init_index(max_elements=max(1, len(vectors)), M=params.m, ef_construction=params.ef_construction)
-        for start in range(0, len(vectors), batch_size):
-            chunk = vectors[start : start + batch_size]
-            graph.add_items(chunk, np.arange(start, start + len(chunk)))
-            if progress is not None:
-                progress(len(chunk))
-        graph.set_ef(params.ef_search)
-        return cls(vectors, graph)
+        return cls(vectors, _hnsw_graph(vectors, np.arange(len(vectors)), params, batch_size, progress))
 
     def save(self, folder: Path, stem: str) -> None:
         with atomic_path(folder / f"{stem}.npy") as tmp:
             with open(tmp, "wb") as handle:
                 np.save(handle, self.vectors, allow_pickle=False)
-        with atomic_path(folder / f"{stem}.hnsw") as tmp:
-            self.graph.save_index(str(tmp))
+        _save_graph(self.graph, folder / f"{stem}.hnsw")
+
+    def save_facet_graphs(
+        self, folder: Path, stem: str, value_rows: dict[str, dict[str, np.ndarray]], params: HnswParams = HnswParams()
+    ) -> dict[str, dict[str, dict]]:
+        """Build and save a graph per facet value (key -> value -> rows); returns the manifest entry's `facet_graphs`."""
+        (folder / FACET_GRAPHS_DIR).mkdir(exist_ok=True)
+        recorded: dict[str, dict[str, dict]] = {}
+        for key, values in value_rows.items():
+            for value, rows in values.items():
+                digest = hashlib.sha1(f"{key}\0{value}".encode()).hexdigest()[:16]
+                file = f"{FACET_GRAPHS_DIR}/{stem}__{digest}.hnsw"
+                vectors = np.ascontiguousarray(self.vectors[rows], dtype=np.float32)
+                _save_graph(_hnsw_graph(vectors, np.asarray(rows, np.int64), params), folder / file)
+                recorded.setdefault(key, {})[value] = {"file": file, "count": int(len(rows))}
+        return recorded
 
     @classmethod
     def load(cls, folder: Path, entry: IndexEntry, ef_search: int) -> VectorIndex:
@@ -353,25 +428,75 @@ class VectorIndex:
         if graph.get_current_count() != entry.count:
             raise damaged(hnsw_file, f"it holds {graph.get_current_count()} items, the manifest says {entry.count}", folder)
         graph.set_ef(ef_search)
-        return cls(vectors, graph)
+        facet_graphs = {
+            key: {value: FacetGraph(folder / g["file"], g["count"], entry.dim, ef_search) for value, g in values.items()}
+            for key, values in entry.facet_graphs.items()
+        }
+        return cls(vectors, graph, facet_graphs)
 
-    def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k (labels, cosine scores) per query row, best first, among the `allowed` rows (a mask) if given.
+    def search(self, queries: np.ndarray, k: int, allowed: RowFilter | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (labels, cosine scores) per query row, best first, among the `allowed` rows if given.
 
-        The method follows the selectivity (bench/filtered_search.py measures each): an exact scan
-        over the allowed rows when few pass (it touches only them); otherwise an over-fetched HNSW
-        walk cut to the allowed rows, and where that walk finds too few of them (a filter that
-        avoids the query's neighbourhood), HNSW with hnswlib's own filter."""
-        if allowed is not None:
-            rows = np.flatnonzero(allowed)
-            if len(rows) < self.count:
-                fetch = int(np.ceil(OVERFETCH * k * self.count / max(len(rows), 1)))
-                if self.count < EXACT_SEARCH_BELOW or len(rows) <= WALK_COST * fetch or fetch >= self.count:
-                    return self.exact_search(queries, k, rows)
-                return self._overfetched(queries, k, allowed, fetch)
+        The method follows the selectivity and costs (bench/filtered_search.py measures each): an
+        exact scan over the allowed rows when few pass (it touches only them); the graphs of the
+        filtered facet values where they exist, over-fetched by the share of their rows that pass
+        the other keys; else an over-fetched walk of the whole graph. A walk that finds too few
+        allowed rows (a filter that avoids the query's neighbourhood) ends in hnswlib's own filter."""
+        if allowed is not None and allowed.count < self.count:
+            rows = allowed.rows
+            fetch = int(np.ceil(OVERFETCH * k * self.count / max(len(rows), 1)))
+            walk_cost = WALK_COST * max(self.graph.ef, fetch)
+            cover = self._facet_cover(allowed, k)
+            graph_cost = np.inf if cover is None else WALK_COST * sum(max(self.graph.ef, f) for _, f in cover)
+            if self.count < EXACT_SEARCH_BELOW or len(rows) <= min(walk_cost, graph_cost) or fetch >= self.count:
+                return self.exact_search(queries, k, rows)
+            if cover is not None and graph_cost <= walk_cost:
+                found = self._walk_facet_graphs(queries, k, allowed, cover)
+                if found is not None:
+                    return found
+            return self._overfetched(queries, k, allowed.mask, fetch)
         if self.count < EXACT_SEARCH_BELOW:
             return self.exact_search(queries, k)
         return self.hnsw_search(queries, k)
+
+    def _facet_cover(self, allowed: RowFilter, k: int) -> list[tuple[FacetGraph, int]] | None:
+        """The facet graphs to walk for a filter, each with how many rows to fetch from it, or None.
+
+        Of the filtered keys whose every value has a graph, the one covering the fewest rows; each
+        graph is fetched k rows over the share of the covered rows that pass the other keys too."""
+        best: list[FacetGraph] | None = None
+        for key, values in allowed.terms.items():
+            graphs = self.facet_graphs.get(key, {})
+            if all(value in graphs for value in values):
+                chosen = [graphs[value] for value in values]
+                if best is None or sum(g.count for g in chosen) < sum(g.count for g in best):
+                    best = chosen
+        if best is None:
+            return None
+        inner = min(1.0, allowed.count / sum(g.count for g in best))
+        fetch = k if inner >= 1.0 else int(np.ceil(OVERFETCH * k / inner))
+        return [(graph, min(fetch, graph.count)) for graph in best]
+
+    def _walk_facet_graphs(
+        self, queries: np.ndarray, k: int, allowed: RowFilter, cover: list[tuple[FacetGraph, int]]
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """Each graph's best rows (labelled with their rows here), cut to the allowed ones and merged;
+        None where a query keeps fewer than k (the caller walks the whole graph instead)."""
+        queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
+        k = min(k, allowed.count)
+        found = [graph.graph().knn_query(queries, k=fetch, num_threads=1) for graph, fetch in cover]
+        labels = np.concatenate([labels for labels, _ in found], axis=1).astype(np.int64)
+        scores = 1.0 - np.concatenate([distances for _, distances in found], axis=1)
+        kept_labels, kept_scores = [], []
+        for row_labels, row_scores in zip(labels, scores):
+            passing = allowed.mask[row_labels]
+            if np.count_nonzero(passing) < k:
+                return None
+            row_labels, row_scores = row_labels[passing], row_scores[passing]
+            best = np.argsort(-row_scores, kind="stable")[:k]
+            kept_labels.append(row_labels[best])
+            kept_scores.append(row_scores[best])
+        return np.asarray(kept_labels, np.int64), np.asarray(kept_scores, np.float32)
 
     def hnsw_search(
         self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
@@ -453,7 +578,11 @@ def check_vector_files(folder: Path, entry: IndexEntry) -> tuple[Path, Path]:
         if not path.is_file():
             raise IndexMismatchError(f"{path} is missing: the index folder is incomplete. {REBUILD.format(folder=folder)}")
     _check_npy(npy, entry, folder)
-    _check_hnsw(hnsw_file, entry, folder)
+    _check_hnsw(hnsw_file, entry.dim, entry.count, folder)
+    for file, count in entry.facet_graph_files():
+        if not (folder / file).is_file():
+            raise IndexMismatchError(f"{folder / file} is missing: the index folder is incomplete. {REBUILD.format(folder=folder)}")
+        _check_hnsw(folder / file, entry.dim, count, folder)
     return npy, hnsw_file
 
 
@@ -476,7 +605,7 @@ def _check_npy(path: Path, entry: IndexEntry, folder: Path) -> None:
         raise damaged(path, f"it is {os.path.getsize(path):,} bytes, {entry.count}x{entry.dim} vectors take {expected:,}", folder)
 
 
-def _check_hnsw(path: Path, entry: IndexEntry, folder: Path) -> None:
+def _check_hnsw(path: Path, dim: int, expected_count: int, folder: Path) -> None:
     size = os.path.getsize(path)
     with open(path, "rb") as handle:
         head = handle.read(_HNSW_HEADER.size)
@@ -487,12 +616,12 @@ def _check_hnsw(path: Path, entry: IndexEntry, folder: Path) -> None:
     )
     layout_ok = (
         offset0 == 0 and 1 <= m <= 4096 and max_m == m and max_m0 == 2 * m and offset_data == max_m0 * 4 + 4
-        and label_offset == offset_data + entry.dim * 4 and per_element == label_offset + 8 and 0 <= max_level < 64
+        and label_offset == offset_data + dim * 4 and per_element == label_offset + 8 and 0 <= max_level < 64
     )
     if not layout_ok:
-        raise damaged(path, f"its header is not that of an hnswlib graph of {entry.dim}-d vectors", folder)
-    if count != entry.count:
-        raise damaged(path, f"it holds {count:,} items, the manifest says {entry.count:,}", folder)
+        raise damaged(path, f"its header is not that of an hnswlib graph of {dim}-d vectors", folder)
+    if count != expected_count:
+        raise damaged(path, f"it holds {count:,} items, the manifest says {expected_count:,}", folder)
     smallest = _HNSW_HEADER.size + count * (per_element + 4)  # level-0 blocks and a link-list size per element
     largest = smallest + count * max_level * (max_m * 4 + 4)
     if not smallest <= size <= largest:
@@ -531,7 +660,7 @@ class IndexReader:
         self._metadata_json = items["metadata"].tolist()
         self._filter_columns: dict[str, np.ndarray] | None = None
         self._facets: dict[str, Facet] | None = None
-        self._masks: dict[tuple, np.ndarray] = {}
+        self._filters: dict[tuple, RowFilter] = {}
         self._row_by_sha1: dict[str, int] = {}
         for row, sha1 in enumerate(self.sha1s.tolist()):
             self._row_by_sha1.setdefault(sha1, row)
@@ -625,8 +754,8 @@ class IndexReader:
         """Every metadata key a filter can name (facets and other columns alike)."""
         return list(self._columns())
 
-    def allowed_rows(self, filters: Filters | None) -> np.ndarray | None:
-        """A mask of the rows whose metadata passes the filters, or None when nothing is filtered.
+    def allowed_rows(self, filters: Filters | None) -> RowFilter | None:
+        """The rows whose metadata passes the filters, or None when nothing is filtered.
 
         Values of one key OR, keys AND, case-insensitive; an unknown key is a FilterError."""
         clean = normalise_filters(filters, self._columns())
@@ -634,15 +763,15 @@ class IndexReader:
             return None
         key = tuple(sorted(clean.items(), key=lambda pair: pair[0]))
         with self._lock:
-            mask = self._masks.get(key)
-            if mask is None:
-                if len(self._masks) >= MASK_CACHE_SIZE:
-                    self._masks.pop(next(iter(self._masks)))
-                mask = self._masks[key] = filter_mask(self._filter_columns, clean, self.count)
-        return mask
+            allowed = self._filters.get(key)
+            if allowed is None:
+                if len(self._filters) >= FILTER_CACHE_SIZE:
+                    self._filters.pop(next(iter(self._filters)))
+                allowed = self._filters[key] = RowFilter(filter_mask(self._filter_columns, clean, self.count), clean)
+        return allowed
 
     def products_in(self, rows: np.ndarray) -> int:
-        """How many distinct products a row mask covers."""
+        """How many distinct products a row mask (or row numbers) covers."""
         return int(np.count_nonzero(np.bincount(self._product_codes[rows], minlength=1)))
 
     def _records(self) -> list[dict]:
@@ -651,11 +780,7 @@ class IndexReader:
     def _columns(self) -> dict[str, np.ndarray]:
         """Casefolded metadata values per key, parsed once on the first filter (not at load)."""
         if self._filter_columns is None:
-            records = self._records()
-            keys = dict.fromkeys(key for record in records for key in record)
-            self._filter_columns = {
-                key: np.array([str(r.get(key, "")).strip().casefold() for r in records], dtype=object) for key in keys
-            }
+            self._filter_columns = filter_columns(self._records())
         return self._filter_columns
 
     def hit(self, row: int, score: float = 1.0, matched: tuple[str, ...] = (), rank_score: float = 0.0) -> Hit:

@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image
 
 from core import cli
-from core.facets import FilterError, Filters, parse_filter_args
+from core.facets import FilterError, Filters, RowFilter, parse_filter_args
 from core.fusion import RankedList, best_per_product, cut, fuse
 from core.images import ImageError, ImageSource, decode_query_image, read_image_bytes
 from core.index import Hit, IndexMismatchError, IndexReader, Manifest, VectorIndex
@@ -82,7 +82,7 @@ class _Ranking:
     captions: VectorIndex | None
     text_weight: float
     excluded: np.ndarray
-    allowed: np.ndarray | None  # rows that pass the filters; None: every row
+    allowed: RowFilter | None  # rows that pass the filters; None: every row
     k: int
     threshold: float | None
 
@@ -235,7 +235,7 @@ class SearchEngine:
         query.timings_ms["total"] = (time.perf_counter() - started) * 1000
         return SearchResult(
             hits=hits, timings_ms=query.timings_ms, mode=mode, below_threshold=below, model=model,
-            query_vector=vector, matching=None if allowed is None else self.reader.products_in(allowed),
+            query_vector=vector, matching=None if allowed is None else self.reader.products_in(allowed.rows),
         )
 
     def product_vector(self, item_id: str) -> np.ndarray:
@@ -288,10 +288,10 @@ class SearchEngine:
     def _ranked_hits(self, ranking: _Ranking, timings_ms: dict[str, float]) -> tuple[list[Hit], int]:
         """Search with a growing fetch until K hits survive exclusion, de-duplication and the threshold."""
         reader, allowed = self.reader, ranking.allowed
-        count = reader.count if allowed is None else int(np.count_nonzero(allowed))
+        count = reader.count if allowed is None else allowed.count
         keep = ~ranking.excluded
         search_ms = merge_ms = 0.0
-        excluded = ranking.excluded if allowed is None else ranking.excluded & allowed
+        excluded = ranking.excluded if allowed is None else ranking.excluded & allowed.mask
         fetch = min(count, 2 * ranking.k + 16 + int(np.count_nonzero(excluded)))
         while True:
             started = time.perf_counter()

@@ -13,7 +13,7 @@ from core.autotag import MIN_CONFIDENCE, VocabularyError, read_vocabulary, zero_
 from core.build_index import build_index
 from core.catalog import from_folder
 from core.models import CLIP_KEY
-from core.facets import Facet, FilterError, compute_facets, normalise_filters
+from core.facets import Facet, FilterError, RowFilter, compute_facets, normalise_filters
 from core.index import HnswParams, IndexReader, VectorIndex, read_manifest, write_items, write_manifest
 from core import search
 from core.quality.evaluate import evaluate_index
@@ -102,7 +102,7 @@ def filter_cases(engine):
 @pytest.mark.parametrize("case", range(4))
 def test_filtered_search_equals_brute_force_over_the_passing_products(engine, fashion_dir, tmp_path, case):
     filters = filter_cases(engine)[case]
-    keep = engine.reader.allowed_rows(filters)
+    keep = engine.reader.allowed_rows(filters).mask
     table = metadata(engine)
     expected = np.ones(len(table), bool)
     for key, values in filters.items():
@@ -154,7 +154,7 @@ def test_filtered_vector_search_matches_brute_force_at_every_selectivity():
         allowed = rng.random(5000) < share
         allowed[rng.integers(5000)] = True
         rows = np.flatnonzero(allowed)
-        labels, scores = index.search(queries, 10, allowed)
+        labels, scores = index.search(queries, 10, RowFilter(allowed))
         truth = [rows[np.argsort(-(vectors[rows] @ q))[:10]] for q in queries]
         assert np.all(allowed[labels]) and labels.shape == (50, min(10, len(rows)))
         recall = np.mean([len(set(found) & set(best)) / len(best) for found, best in zip(labels.tolist(), truth)])
@@ -170,7 +170,7 @@ def test_a_filter_far_from_the_query_still_finds_the_true_top_k():
     query = vectors[0]
     allowed = vectors @ query < np.quantile(vectors @ query, 0.4)
     rows = np.flatnonzero(allowed)
-    labels, _ = index.search(query, 10, allowed)
+    labels, _ = index.search(query, 10, RowFilter(allowed))
     truth = rows[np.argsort(-(vectors[rows] @ query))[:10]]
     assert len(set(labels[0].tolist()) & set(truth.tolist())) >= 9
 

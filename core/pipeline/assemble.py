@@ -1,8 +1,8 @@
 """Assembly: finished shards -> the index folder, then the swap onto the target.
 
 Runs once every shard is done, inside the work folder, and writes what core/search.py
-reads: thumbnails, the items table, one .npy + .hnsw per vector file, the skipped-rows
-report and, last, the manifest. Only a complete folder replaces the existing index.
+reads: thumbnails, the items table, one .npy + .hnsw per vector file (and a graph per common
+facet value, core/facets.py), the skipped-rows report and, last, the manifest. Only a complete folder replaces the existing index.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pandas as pd
 
 from core.catalog import CatalogError, CatalogItem, SkippedRow
 from core.autotag import Tags
-from core.facets import Facet, compute_facets
+from core.facets import Facet, compute_facets, filter_columns, graph_values
 from core.index import (
     THUMBNAILS_DIR, HnswParams, IndexEntry, Manifest, VectorIndex, vector_stem, write_items, write_manifest,
 )
@@ -86,11 +86,16 @@ def assemble_index(
     table = _items_table(indexed_items, [sha1s[i] for i in order], metadata, tags)
     facets = compute_facets([item.id for item in indexed_items], metadata)
     facets |= {tag.facet: Facet(tag.facet, facets[tag.facet].values, automatic=True) for tag in tags if tag.facet in facets}
+    graphed = graph_values(filter_columns(metadata), facets)
     for done, ((modality, model_key), stem) in enumerate(zip(plan.outputs, plan.stems), 1):
         vectors = vectors_of[stem]
         with progress.timed("index", len(vectors)):
-            VectorIndex.build(vectors, params).save(staging, stem)
-        manifest.entries.append(IndexEntry(encoder=model_key, modality=modality, dim=int(vectors.shape[1]), count=len(vectors)))
+            index = VectorIndex.build(vectors, params)
+            index.save(staging, stem)
+            facet_graphs = index.save_facet_graphs(staging, stem, graphed, params)
+        manifest.entries.append(IndexEntry(
+            encoder=model_key, modality=modality, dim=int(vectors.shape[1]), count=len(vectors), facet_graphs=facet_graphs,
+        ))
         progress.index_step(done, len(plan.stems))
     write_items(staging, table)
     _write_report(staging / REPORT_FILE, skipped)

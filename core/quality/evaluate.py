@@ -116,7 +116,7 @@ def evaluate_index(
         allowed = reader.allowed_rows(filters)
     except FilterError as err:
         raise EvaluationError(str(err)) from err
-    rows = np.arange(reader.count) if allowed is None else np.flatnonzero(allowed)
+    rows = np.arange(reader.count) if allowed is None else allowed.rows
     if not len(rows):
         raise EvaluationError(f"No product passes {describe_filters(filters)}; nothing to evaluate.")
     items = reader.items.iloc[rows].reset_index(drop=True)
