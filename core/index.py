@@ -39,6 +39,9 @@ EXACT_SEARCH_BELOW = 2048
 # wins while they are fewer than that.
 OVERFETCH = 3
 WALK_COST = 20
+# A facet graph holds a random share of each cluster, so its neighbourhoods are sparser: it walks
+# with a wider beam than the whole graph (recall@10 at 10 % of 50k: 0.990 at 1x, 0.996 at 1.5x).
+FACET_EF_FACTOR = 1.5
 FILTER_CACHE_SIZE = 64  # filters (row masks) kept per reader: a visitor's reruns reuse theirs
 # The items table's columns, each a string column (metadata holds a JSON object per row).
 ITEM_COLUMNS = ("id", "caption", "image_path", "thumbnail", "sha1", "metadata")
@@ -337,7 +340,7 @@ class FacetGraph:
                     graph.load_index(str(self.path), max_elements=self.count)
                 except (RuntimeError, MemoryError, ValueError) as err:
                     raise damaged(self.path, f"hnswlib cannot load it ({_first_line(err)})") from err
-                graph.set_ef(self.ef_search)
+                graph.set_ef(int(np.ceil(self.ef_search * FACET_EF_FACTOR)))
                 self._graph = graph
             return self._graph
 
