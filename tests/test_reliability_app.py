@@ -33,10 +33,15 @@ def test_the_app_opens_on_a_working_catalog_when_a_damaged_one_sorts_first(damag
     assert result_images(at) == 12
 
 
-def test_a_deleted_thumbnails_folder_gives_placeholders(fashion_index, tmp_path, monkeypatch):
+@pytest.mark.parametrize("harm", ["deleted", "damaged"])
+def test_lost_thumbnails_give_placeholders(fashion_index, tmp_path, monkeypatch, harm):
     root = tmp_path / "index_data"
     shutil.copytree(fashion_index, root / "fashion")
-    shutil.rmtree(root / "fashion" / "thumbnails")
+    if harm == "deleted":
+        shutil.rmtree(root / "fashion" / "thumbnails")
+    else:
+        for thumbnail in (root / "fashion" / "thumbnails").iterdir():
+            thumbnail.write_bytes(b"RIFF\x00\x00not a webp")
     monkeypatch.setenv("VITRINE_INDEX_DIR", str(root))
     at = open_app({"q": "shirt"})
     assert latency(at).startswith("12 of 300 products") and result_images(at) == 0

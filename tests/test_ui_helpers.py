@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import tomllib
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from core.images import DEFAULT_MAX_BYTES
 from core.models import CLIP_KEY, MAX_TEXT_CHARS, MULTILINGUAL_KEY
 from core.search import SearchResult
+from ui import thumbnails
 from ui.first_run import catalog_name
 from ui.labels import facet_label
 from ui.results import latency_line, metadata_chips
@@ -101,3 +104,16 @@ def test_streamlit_upload_limit_matches_core():
     config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
     assert config["server"]["maxUploadSize"] * 1024 * 1024 == DEFAULT_MAX_BYTES
     assert config["server"]["headless"] is True and config["browser"]["gatherUsageStats"] is False
+
+
+def test_thumbnails_reach_the_browser_as_jpeg_converted_once(tmp_path):
+    webp = tmp_path / "0123.webp"
+    Image.new("RGB", (120, 160), "navy").save(webp, format="WEBP")
+    jpeg = thumbnails.source(str(webp))
+    assert jpeg[:3] == b"\xff\xd8\xff" and Image.open(io.BytesIO(jpeg)).size == (120, 160)
+    webp.unlink()
+    assert thumbnails.source(str(webp)) is jpeg  # the same bytes on every rerun: Streamlit passes them through
+    (tmp_path / "junk.webp").write_bytes(b"RIFF....WEBPnot really")
+    assert thumbnails.source(str(tmp_path / "junk.webp")) is None
+    assert thumbnails.source("https://api.example/thumbnails/fashion/0123.webp") == "https://api.example/thumbnails/fashion/0123.webp"
+    assert thumbnails.source(None) is None

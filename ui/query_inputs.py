@@ -18,7 +18,7 @@ from core.images import DEFAULT_MAX_BYTES, ImageError, decode_query_image
 from core.images import limit_aspect_ratio
 from core.models import CLIP_KEY, MAX_TEXT_CHARS, MULTILINGUAL_KEY
 from core.search import SearchEngine
-from ui import state
+from ui import state, thumbnails
 from ui.text import plain
 
 UPLOAD_TYPES = [extension.lstrip(".") for extension in IMAGE_EXTENSIONS]
@@ -193,8 +193,8 @@ def _product_query(engine: SearchEngine) -> ImageQuery | None:
         if len(rows):
             hit = engine.reader.hit(int(rows[0]))
             with st.container(horizontal=True, vertical_alignment="center"):
-                if hit.thumbnail:
-                    st.image(hit.thumbnail, width=96)
+                if photo := thumbnails.source(hit.thumbnail):
+                    st.image(photo, width=96)
                 st.markdown(plain(hit.caption or hit.id, 80))
                 st.button("Clear", icon=":material/close:", on_click=state.clear_product, type="tertiary")
             return ImageQuery(product=product, label=hit.caption or hit.id)
@@ -205,8 +205,8 @@ def _product_query(engine: SearchEngine) -> ImageQuery | None:
     for row in _example_rows(engine.reader.id_list):
         hit = engine.reader.hit(row)
         with grid.cell():
-            if hit.thumbnail:
-                st.image(hit.thumbnail, width="stretch")
+            if photo := thumbnails.source(hit.thumbnail):
+                st.image(photo, width="stretch")
             st.button(
                 "Use",
                 key=f"{state.EXAMPLE_PREFIX}{hit.id}",

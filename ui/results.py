@@ -7,6 +7,7 @@ from collections.abc import Callable, Collection, Sequence
 import streamlit as st
 
 from core.search import Hit, SearchResult
+from ui import thumbnails
 from ui.labels import is_blank
 from ui.text import plain
 from ui.variants import Card
@@ -68,9 +69,9 @@ def render_grid(
     best = max((card.hit.rank_score for card in cards), default=0.0)
     for rank, (card, card_key) in enumerate(zip(cards, card_keys(key, [card.hit for card in cards])), 1):
         with grid.cell():
-            if card.hit.thumbnail:
-                st.image(card.hit.thumbnail, width="content")
-            else:  # the thumbnail file is gone: say so in its place
+            if photo := thumbnails.source(card.hit.thumbnail):
+                st.image(photo, width="content")
+            else:  # the thumbnail file is gone or damaged: say so in its place
                 st.caption(":material/hide_image: No photo")
             cue = relevance(card.hit, best) if show_relevance else 0
             label = highlight_label if card.hit.id in highlight else ""
