@@ -10,7 +10,8 @@ the grid shows the new cards with all their photos decoded:
 
   new words · the same words again · "More like this" · a K change · five pages searching at once
 
-Medians of --repeat rounds; for five pages, the slowest page of each round.
+Medians of --repeat rounds; for five pages, the slowest page of each round. Also, once per run,
+the first visit after the server started (page load to grid, the models loading meanwhile).
 """
 
 from __future__ import annotations
@@ -162,7 +163,9 @@ def main() -> None:
     try:
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+            started = time.perf_counter()  # the server has just started: models load on this first visit
             page = open_page(browser, f"{url}/?q=warm+up")
+            figures["first page after a restart"] = [(time.perf_counter() - started) * 1000]
             for round_ in range(args.repeat):
                 first, second = f"{WORDS[round_ % 20]} {WORDS[(round_ * 7 + 3) % 20]} {round_}", f"{WORDS[(round_ * 3 + 1) % 20]} {round_}"
                 figures.setdefault("new words", []).append(timed_words(page, first))

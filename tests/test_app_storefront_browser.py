@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.browser_latency import CHROMIUM, open_page, serve, timed_words
+from bench.browser_latency import CHROMIUM, finish, open_page, search_words, serve, timed_words
 from core.settings import INDEX_DIR_ENV, MODELS_DIR_ENV
 
 from .app_support import ROOT
@@ -27,6 +27,42 @@ LAYOUT = """() => {
     crashes: document.querySelectorAll('[data-testid=stException]').length,
   };
 }"""
+# How many of the K and blend sliders lie wholly inside the screen.
+SLIDERS_ON_SCREEN = """() => ['Results (K)', 'Blend: photo ↔ words'].filter(label => {
+  const slider = [...document.querySelectorAll('[data-testid=stSidebar] [data-testid=stSlider]')].find(
+      s => s.innerText.includes(label));
+  if (!slider) { return false; }
+  const box = slider.getBoundingClientRect();
+  return box.left >= 0 && box.right <= innerWidth && box.top >= 0 && box.bottom <= innerHeight;
+}).length"""
+# Installed before a search: after every change to the page while the script runs, how many photos
+# the grid shows (the previous ones, until the new ones replace them); it stops when the run is over.
+WATCH_GRID = """() => {
+  window.__gridWhileRunning = [];
+  const app = document.querySelector('[data-testid=stApp]');
+  const watcher = new MutationObserver(() => {
+    if (app.getAttribute('data-test-script-state') === 'running') {
+      window.__gridWhileRunning.push(document.querySelectorAll('.st-key-results img').length);
+    } else if (window.__gridWhileRunning.length) {
+      watcher.disconnect();
+    }
+  });
+  watcher.observe(app, {attributes: true, childList: true, subtree: true});
+}"""
+# The grid's opacity while a search runs, read with transitions off (they delay the dimming by 150 ms,
+# so a fast search never shows it).
+DIMMED_OPACITY = """() => {
+  const app = document.querySelector('[data-testid=stApp]');
+  const still = document.createElement('style');
+  still.textContent = '* { transition: none !important; }';
+  document.head.appendChild(still);
+  const before = app.getAttribute('data-test-script-state');
+  app.setAttribute('data-test-script-state', 'running');
+  const opacity = Number(getComputedStyle(document.querySelector('.st-key-results')).opacity);
+  app.setAttribute('data-test-script-state', before);
+  still.remove();
+  return opacity;
+}"""
 
 pytestmark = pytest.mark.skipif(
     not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM} (Debian package 'chromium'; .ci/run installs it)"
@@ -41,7 +77,7 @@ def storefront(tiny_models, fashion_index, tmp_path):
     server.wait(timeout=15)
 
 
-def test_phone_and_booth_layouts_show_results_first_sharp_and_unstretched(storefront):
+def test_phone_and_booth_layouts_show_results_first_sharp_unstretched_and_never_blank(storefront):
     from playwright.sync_api import sync_playwright
 
     ARTIFACTS.mkdir(exist_ok=True)
@@ -52,9 +88,18 @@ def test_phone_and_booth_layouts_show_results_first_sharp_and_unstretched(storef
             timed_words(phone, "white sports shoes")  # a search typed on the phone
             phone_layout = phone.evaluate(LAYOUT)
             phone.screenshot(path=str(ARTIFACTS / "storefront-phone.png"))
+            settings_hidden = phone.evaluate(SLIDERS_ON_SCREEN) == 0  # the sidebar starts folded away
+            phone.get_by_test_id("stExpandSidebarButton").click()  # K and blend live one tap away
+            phone.wait_for_function(f"() => ({SLIDERS_ON_SCREEN})() === 2", timeout=10_000)
+            phone.screenshot(path=str(ARTIFACTS / "storefront-phone-settings.png"))
             booth = open_page(browser, f"{storefront}/?q=red+summer+dress&k=14", BOOTH)
             booth_layout = booth.evaluate(LAYOUT)
             booth.screenshot(path=str(ARTIFACTS / "storefront-booth.png"))
+            booth.evaluate(WATCH_GRID)
+            search_words(booth, "blue denim shirt")
+            finish(booth)
+            grid_while_running = booth.evaluate("() => window.__gridWhileRunning")
+            dimmed = booth.evaluate(DIMMED_OPACITY)
         finally:
             browser.close()
     # On a phone the first card starts within the first screen, above the fold, one card per row.
@@ -63,3 +108,7 @@ def test_phone_and_booth_layouts_show_results_first_sharp_and_unstretched(storef
     assert booth_layout["columns"] >= 6, booth_layout
     for layout in (phone_layout, booth_layout):
         assert layout["stretched"] == 0 and layout["crashes"] == 0, layout
+    assert settings_hidden  # and then the K and blend sliders came wholly on screen with one tap
+    # While a search runs, the previous grid stays on the page (never a blank flash), and dimmed.
+    assert grid_while_running and min(grid_while_running) == 14, grid_while_running
+    assert dimmed < 0.5

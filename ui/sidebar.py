@@ -71,11 +71,12 @@ def model_picker(engine: SearchEngine) -> str | None:
         st.session_state[state.MODEL] = keys[0]
     key = st.sidebar.selectbox("Search words in", keys, key=state.MODEL, format_func=model_label)
     st.sidebar.caption(next(spec.hint for spec in specs if spec.key == key))
-    if unfit:
-        st.sidebar.caption(
-            "Not offered for this catalog: "
-            + "; ".join(f"{plain(model_label(name))}, because {plain(reason)}" for name, reason in unfit.items()) + "."
-        )
+    if unfit:  # said, but folded away: the reasons name model keys and index facts
+        with st.sidebar.expander("Why not other models?", icon=":material/info:"):
+            st.caption(
+                "Not offered for this catalog: "
+                + "; ".join(f"{plain(model_label(name))}, because {plain(reason)}" for name, reason in unfit.items()) + "."
+            )
     return key
 
 

@@ -140,13 +140,16 @@ def _active(facets: Mapping[str, Facet]) -> bool:
 
 
 def feedback_buttons(hit: Hit, key: str) -> None:
-    """👍 / 👎 under a card: the grid refines at once (the rerun searches with the new lists)."""
+    """👍 / 👎 under a card: the grid refines at once (the rerun searches with the new lists).
+
+    No tooltips: the browser redraws each one's popover on every rerun, and two per card made a
+    new grid take 1.6x as long (bench/browser_latency.py)."""
     liked, unliked = st.session_state.get(state.LIKED, []), st.session_state.get(state.UNLIKED, [])
     with st.container(horizontal=True, gap="xxsmall"):
         st.button("Like", icon=":material/thumb_up:", key=f"{key}-up-{hit.id}", on_click=_toggle, args=(hit.id, state.LIKED, state.UNLIKED),
-                  type="primary" if hit.id in liked else "tertiary", help="More like this one")
+                  type="primary" if hit.id in liked else "tertiary")
         st.button("Not this", icon=":material/thumb_down:", key=f"{key}-down-{hit.id}", on_click=_toggle, args=(hit.id, state.UNLIKED, state.LIKED),
-                  type="primary" if hit.id in unliked else "tertiary", help="Less like this one")
+                  type="primary" if hit.id in unliked else "tertiary")
 
 
 def _toggle(item_id: str, into: str, out_of: str) -> None:
