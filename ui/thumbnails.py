@@ -13,7 +13,7 @@ import streamlit as st
 from PIL import Image, UnidentifiedImageError
 
 JPEG_QUALITY = 90
-MAX_CACHED = 4096  # thumbnails kept converted (about 20 KB each)
+MAX_CACHED = 2048  # thumbnails kept converted: 10-40 KB each (224-480 px), so at most about 80 MB
 
 
 def source(thumbnail: str | None) -> str | bytes | None:
