@@ -487,7 +487,10 @@ class VectorIndex:
         None where a query keeps fewer than k (the caller walks the whole graph instead)."""
         queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
         k = min(k, allowed.count)
-        found = [graph.graph().knn_query(queries, k=fetch, num_threads=1) for graph, fetch in cover]
+        try:
+            found = [graph.graph().knn_query(queries, k=fetch, num_threads=1) for graph, fetch in cover]
+        except RuntimeError:  # hnswlib reached fewer than `fetch` rows of a graph
+            return None
         labels = np.concatenate([labels for labels, _ in found], axis=1).astype(np.int64)
         scores = 1.0 - np.concatenate([distances for _, distances in found], axis=1)
         kept_labels, kept_scores = [], []

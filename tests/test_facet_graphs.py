@@ -86,6 +86,8 @@ def test_the_walk_stays_in_the_graphs_of_the_filtered_values(graphed):
     assert index._walk_facet_graphs(vectors[:3], 10, allowed, cover) is not None
     assert index.facet_graphs["colour"]["white"]._graph is not None  # loaded on first use
     assert index.facet_graphs["colour"]["black"]._graph is None
+    white = index.facet_graphs["colour"]["white"]
+    assert index._walk_facet_graphs(vectors[:3], 10, allowed, [(white, white.count + 1)]) is None  # hnswlib came up short
 
 
 def test_the_builder_writes_facet_graphs_that_loading_checks(tiny_models, fashion_catalog, tmp_path, monkeypatch):
