@@ -17,15 +17,13 @@ import http.client
 import json
 import os
 import statistics
-import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
-
+from bench.local_server import free_port, running
 from bench.setup import DATA, DEFAULT_WORK, ROOT
-from tests.api_support import free_port, wait_until_healthy
 
 WORDS = ["red", "navy", "black", "white", "green", "leather", "cotton", "summer", "winter", "sports"]
 THINGS = ["dress", "shirt", "shoes", "watch", "bag", "jeans", "jacket", "sandals", "cap", "scarf"]
@@ -97,12 +95,9 @@ def bench_engine(engine: str, index: Path, args: argparse.Namespace) -> dict[int
     if engine == "ray":
         command += ["--engine", "ray", "--replicas", str(args.replicas)]
     log_path = args.work / f"api-load-{engine}.log"
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "VITRINE_TORCH_THREADS": str(args.threads)}
-    with open(log_path, "wb") as log:
-        server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    env = {"PYTHONPATH": str(ROOT), "VITRINE_TORCH_THREADS": str(args.threads)}
     throughput: dict[int, float] = {}
-    try:
-        wait_until_healthy(f"http://127.0.0.1:{port}", server, log_path, timeout_s=600)
+    with running(command, f"http://127.0.0.1:{port}/health", log_path, env, start_timeout_s=600, stop_timeout_s=60):
         run_level(port, 2, 8, args.seconds, first=10**6)  # warm connections and code paths
         first = 0
         for clients in args.clients:
@@ -115,13 +110,6 @@ def bench_engine(engine: str, index: Path, args: argparse.Namespace) -> dict[int
                 f"p95 {percentile(latencies, 0.95):7.1f} ms, failed {failures}",
                 flush=True,
             )
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
     if 1 in throughput and max(args.clients) in throughput:
         top = max(args.clients)
         print(f"{engine:>5} throughput at {top} clients / 1 client: {throughput[top] / throughput[1]:.2f}x", flush=True)

@@ -18,16 +18,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import time
-import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-
-from bench.setup import DATA, ROOT
+from bench.local_server import free_port, running
+from bench.setup import DATA
 
 CHROMIUM = "/usr/bin/chromium"
 TIMEOUT_MS = 60_000
@@ -58,12 +57,6 @@ WATCH = """before => {
 }""" % SIGNATURE
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def prepare(work: Path, products: int, size: str) -> dict[str, str]:
     """Models of the size asked for and an index of the first N shared photos, made once under work/."""
     from core.build_index import build_index
@@ -81,23 +74,15 @@ def prepare(work: Path, products: int, size: str) -> dict[str, str]:
     return {"VITRINE_MODELS_DIR": str(models), "VITRINE_INDEX_DIR": str(index)}
 
 
-def serve(env: dict[str, str], log: Path) -> tuple[subprocess.Popen, str]:
-    """`streamlit run app.py` on a free localhost port with these variables, once it answers."""
+@contextmanager
+def serving(env: dict[str, str], log: Path) -> Iterator[str]:
+    """`streamlit run app.py` on a free localhost port with these variables added; yields its URL once it answers."""
     port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true"],
-        cwd=ROOT, env={**os.environ, **env}, stdout=open(log, "wb"), stderr=subprocess.STDOUT,
-    )
+    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+               "--server.address", "127.0.0.1", "--server.headless", "true"]
     url = f"http://127.0.0.1:{port}"
-    for _ in range(240):
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2):
-                return server, url
-        except OSError:
-            time.sleep(0.5)
-    server.kill()
-    raise SystemExit(f"streamlit did not start; see {log}")
+    with running(command, f"{url}/_stcore/health", log, env, stop_timeout_s=15):
+        yield url
 
 
 def signature(page) -> str:
@@ -158,9 +143,8 @@ def main() -> None:
     from playwright.sync_api import sync_playwright
 
     env = prepare(args.work, args.products, args.size)
-    server, url = serve(env, args.work / "streamlit.log")
     figures: dict[str, list[float]] = {}
-    try:
+    with serving(env, args.work / "streamlit.log") as url:
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
             started = time.perf_counter()  # the server has just started: models load on this first visit
@@ -180,9 +164,6 @@ def main() -> None:
                     search_words(each, f"{WORDS[(round_ + i) % 20]} {WORDS[(i * 5 + round_) % 20]} {round_} {i}")
                 figures.setdefault(f"{args.pages} pages at once (slowest)", []).append(max(finish(each) for each in pages))
             browser.close()
-    finally:
-        server.terminate()
-        server.wait(timeout=15)
     print(f"{args.products} products, {args.size} models, medians of {args.repeat} (ms, click -> grid with all photos):")
     for name, values in figures.items():
         print(f"  {name:<32} {statistics.median(values):7.0f}   (all: {', '.join(f'{v:.0f}' for v in values)})")

@@ -14,7 +14,8 @@ from ray import serve  # noqa: E402
 
 from core import serve as vitrine_serve  # noqa: E402
 from core.models import MULTILINGUAL_KEY  # noqa: E402
-from tests.api_support import call, free_port  # noqa: E402
+from bench.local_server import answers, free_port  # noqa: E402
+from tests.api_support import call  # noqa: E402
 
 
 @pytest.fixture
@@ -24,19 +25,12 @@ def serve_url(ray_cluster, fashion_index):
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 240
-        while call_or_none(f"{url}/health") != 200:
+        while not answers(f"{url}/health"):
             assert time.monotonic() < deadline, "Ray Serve's API did not get healthy"
             time.sleep(0.2)
         yield url
     finally:
         serve.shutdown()
-
-
-def call_or_none(url: str) -> int | None:
-    try:
-        return call(url, timeout=5)[0]
-    except OSError:
-        return None
 
 
 def test_ray_serve_answers_as_the_local_engine(serve_url, engine, fashion_catalog):

@@ -13,7 +13,8 @@ pytest.importorskip("fastapi", reason="fastapi is not installed: pip install -r 
 from core.api_client import ApiClient, ApiUnavailable  # noqa: E402
 from core.models import CLIP_KEY, MULTILINGUAL_KEY  # noqa: E402
 from core.search import QueryError  # noqa: E402
-from tests.api_support import call, free_port, running_api  # noqa: E402
+from bench.local_server import free_port  # noqa: E402
+from tests.api_support import call, running_api  # noqa: E402
 from tests.app_support import open_app, result_ids  # noqa: E402
 
 

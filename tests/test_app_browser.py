@@ -12,19 +12,14 @@ the same keys the AppTest tests read.
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from core.settings import MODELS_DIR_ENV
+from bench.browser_latency import serving
+from core.settings import INDEX_DIR_ENV, MODELS_DIR_ENV
 
 from .app_support import ROOT
 from .conftest import missing, need_module
@@ -37,7 +32,6 @@ CHROMIUM_ARGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
 K = 8
-START_TIMEOUT_S = 180
 WAIT_MS = 90_000
 # Returns once the rerun has ended with K fresh result cards whose photos have loaded: their product
 # ids (from their "more like this" buttons' keys), or at once the text of any error or exception box.
@@ -64,49 +58,11 @@ def chromium_and_playwright():
     need_module("playwright.sync_api", "playwright is not installed: pip install -r requirements-dev.txt")
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture
 def served_app(tiny_models, fashion_index, tmp_path):
     """`streamlit run app.py` as a visitor would reach it, on the tiny models and the 300-product index."""
-    port = free_port()
-    env = {**os.environ, MODELS_DIR_ENV: str(tiny_models), "VITRINE_INDEX_DIR": str(fashion_index.parent)}
-    log_path = tmp_path / "streamlit.log"
-    with open(log_path, "wb") as log:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-             "--server.address", "127.0.0.1", "--server.headless", "true"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_until_healthy(url, server, log_path)
+    with serving({MODELS_DIR_ENV: str(tiny_models), INDEX_DIR_ENV: str(fashion_index.parent)}, tmp_path / "streamlit.log") as url:
         yield url
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-
-
-def _wait_until_healthy(url: str, server: subprocess.Popen, log_path: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            pytest.fail(f"streamlit exited with {server.returncode}:\n{log_path.read_text(errors='replace')}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as reply:
-                if reply.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    pytest.fail(f"streamlit did not answer within {START_TIMEOUT_S} s:\n{log_path.read_text(errors='replace')}")
 
 
 def after_the_rerun(page) -> list[str]:

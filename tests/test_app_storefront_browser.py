@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.browser_latency import CHROMIUM, finish, open_page, search_words, serve, timed_words
+from bench.browser_latency import CHROMIUM, finish, open_page, search_words, serving, timed_words
 from core.settings import INDEX_DIR_ENV, MODELS_DIR_ENV
 
 from .app_support import ROOT
@@ -71,10 +71,8 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture
 def storefront(tiny_models, fashion_index, tmp_path):
-    server, url = serve({MODELS_DIR_ENV: str(tiny_models), INDEX_DIR_ENV: str(fashion_index.parent)}, tmp_path / "log")
-    yield url
-    server.terminate()
-    server.wait(timeout=15)
+    with serving({MODELS_DIR_ENV: str(tiny_models), INDEX_DIR_ENV: str(fashion_index.parent)}, tmp_path / "log") as url:
+        yield url
 
 
 def test_phone_and_booth_layouts_show_results_first_sharp_unstretched_and_never_blank(storefront):
