@@ -48,16 +48,21 @@ _SHOWN_FACTS = ("rows", "image_model", "captions", "device", "precision", "batch
 THUMBNAIL_BYTES = 8 * 1024
 ROW_BYTES = 512
 SPACE_MARGIN = 1.25
+# Rows the facet graphs (core/facets.py) hold per row of the catalog: 1.44 on the shared one, whose
+# five common values (Women, Accessories, Footwear, Topwear, Black) get a graph each.
+FACET_GRAPH_ROWS = 1.5
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 MB = 1 << 20
 
 
 def needed_bytes(pending_rows: int, rows: int, dims: list[int], m: int) -> int:
     """Free space a build needs: the pending shards (vectors, thumbnails), then the index assembled
-    beside them (per vector file a .npy and an hnswlib graph of about dim + 2m + 4 words per row),
-    with a margin. The previous index stays in place until the swap, so it is not counted as free."""
+    beside them (per vector file a .npy and an hnswlib graph of about dim + 2m + 4 words per row,
+    and the facet graphs' share of rows again), with a margin. The previous index stays in place
+    until the swap, so it is not counted as free."""
     shards = pending_rows * (4 * sum(dims) + THUMBNAIL_BYTES + ROW_BYTES)
-    index = rows * (sum(4 * dim + 4 * (dim + 2 * m + 4) for dim in dims) + THUMBNAIL_BYTES + ROW_BYTES)
+    graph_copies = 1 + FACET_GRAPH_ROWS
+    index = rows * (sum(4 * dim + graph_copies * 4 * (dim + 2 * m + 4) for dim in dims) + THUMBNAIL_BYTES + ROW_BYTES)
     return int(SPACE_MARGIN * (shards + index))
 
 
