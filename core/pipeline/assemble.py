@@ -2,7 +2,8 @@
 
 Runs once every shard is done, inside the work folder, and writes what core/search.py
 reads: thumbnails, the items table, one .npy + .hnsw per vector file (and a graph per common
-facet value, core/facets.py), the skipped-rows report and, last, the manifest. Only a complete folder replaces the existing index.
+facet value, core/facets.py), the skipped-rows report and, last, the manifest. Only a complete
+folder replaces the existing index.
 """
 
 from __future__ import annotations
