@@ -18,6 +18,11 @@ def test_options_carry_counts():
     assert steering.offered({**FACETS, "one": Facet("one", {"x": 9})}) == FACETS
 
 
+def test_a_tagged_facet_says_it_came_from_the_photos():
+    assert steering.filter_label("baseColour", FACETS["baseColour"]) == "Colour"
+    assert steering.filter_label("colour", Facet("colour", {"red": 3, "blue": 2}, automatic=True)) == "Colour (from the photos)"
+
+
 def test_steering_round_trips_through_the_url_and_drops_unknown_filters():
     wanted = steering.Steering({"baseColour": ("Black", "Navy Blue")}, "leather, black", ("1", "2"), ("3",))
     params = steering.to_query_params(wanted)

@@ -8,7 +8,6 @@ import streamlit as st
 
 from core.search import SearchEngine
 from ui import catalog_context, catalog_map, first_run, query_inputs, results, state, steering
-from ui.labels import facet_label
 from ui.text import plain
 from ui.variants import Card
 
@@ -71,10 +70,7 @@ def _browse(engine: SearchEngine) -> None:
     with st.container(horizontal=True):
         words = st.text_input("Caption contains", key=state.BROWSE_WORDS, width=240)
         for name, facet in facets.items():
-            chosen = st.multiselect(
-                plain(facet_label(name), 40), list(facet.values), key=f"{state.BROWSE_PREFIX}{name}", width=200,
-                format_func=steering.with_count(facet),
-            )
+            chosen = steering.facet_filter(name, facet, f"{state.BROWSE_PREFIX}{name}")
             if chosen:
                 keep &= table[name].isin(chosen).to_numpy()
     if words.strip():

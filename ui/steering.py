@@ -23,6 +23,8 @@ NOT_PARAM, LIKE_PARAM, UNLIKE_PARAM = "not", "like", "unlike"
 VALUE_SEPARATOR, ID_SEPARATOR = "|", ","
 MAX_FACET_OPTIONS = 60  # a facet with more values than this is not offered as a filter
 MAX_IDS = 50
+AUTOMATIC_HELP = ("Tagged at build time from each photo by the model (the catalog has no such column); "
+                  "a photo the model was unsure of has no tag.")
 _RESTORED = "_steering_restored"
 
 
@@ -48,6 +50,19 @@ class Steering:
 def with_count(facet: Facet) -> Callable[[str], str]:
     """How a filter option reads: the value and its product count, `Black (1,234)`."""
     return lambda value: f"{value} ({facet.values.get(value, 0):,})"
+
+
+def filter_label(name: str, facet: Facet) -> str:
+    """A facet filter's label: its friendly name, and for a tagged one, that the photos gave it."""
+    return plain(facet_label(name), 40) + (" (from the photos)" if facet.automatic else "")
+
+
+def facet_filter(name: str, facet: Facet, key: str) -> list[str]:
+    """One facet's filter, the same on every page: friendly label, values with product counts."""
+    return st.multiselect(
+        filter_label(name, facet), list(facet.values), key=key, width=200, format_func=with_count(facet),
+        help=AUTOMATIC_HELP if facet.automatic else None,
+    )
 
 
 def offered(facets: Mapping[str, Facet]) -> dict[str, Facet]:
@@ -118,10 +133,7 @@ def controls(facets: Mapping[str, Facet]) -> Steering:
     with st.expander("Refine: filters and “less of”", expanded=bool(_active(shown)), icon=":material/tune:"):
         with st.container(horizontal=True):
             for name, facet in shown.items():
-                chosen = st.multiselect(
-                    facet_label(name), list(facet.values), key=_filter_key(name), width=200,
-                    format_func=with_count(facet),
-                )
+                chosen = facet_filter(name, facet, _filter_key(name))
                 if chosen:
                     filters[name] = tuple(chosen)
         st.text_input("Less of", key=state.NOT_WORDS, placeholder="e.g. leather, black", max_chars=200,
