@@ -171,11 +171,12 @@ class SearchEngine:
         With only `like` ids, the query is their mean. Fewer passing products than K give what
         there is; `matching` says how many products pass the filters.
         """
-        query_arguments = dict(locals())  # taken first, so it holds exactly the arguments
-        del query_arguments["self"]
         engine = self.for_model(model)
         if engine is not self:  # another image tower: the same query over that tower's image index
-            return engine.search(**query_arguments)
+            return engine.search(
+                text=text, image=image, model=model, blend=blend, k=k, threshold=threshold, use_captions=use_captions,
+                exclude_ids=exclude_ids, product=product, filters=filters, not_text=not_text, like=like, unlike=unlike,
+            )
         started = time.perf_counter()
         text = _clean_text(text)
         like, unlike = _ids(like), _ids(unlike)

@@ -175,6 +175,18 @@ def test_more_like_this_blend_and_a_known_photo_use_the_chosen_towers_vectors(th
     assert blend.mode == "blend" and np.allclose(blend.query_vector, expected / np.linalg.norm(expected), atol=1e-5)
 
 
+def test_a_steered_query_reaches_the_other_tower_whole(three_key_engine, fashion_catalog):
+    """Every argument travels with the query to the chosen tower's engine: filters, steering, exclusions, K."""
+    first, second = fashion_catalog.items[5].id, fashion_catalog.items[9].id
+    query = dict(text="shirt", filters={"gender": ["Men"]}, not_text=["black"], like=[second], unlike=[first],
+                 exclude_ids=[second], k=4, threshold=-1.0, use_captions=False, blend=0.5)
+    result = three_key_engine.search(model=FASHION_KEY, **query)
+    direct = three_key_engine.for_model(FASHION_KEY).search(model=FASHION_KEY, **query)
+    assert result.model == FASHION_KEY and [h.id for h in result.hits] == [h.id for h in direct.hits]
+    assert len(result.hits) == 4 and all(hit.metadata["gender"] == "Men" for hit in result.hits)
+    assert {first, second}.isdisjoint(hit.id for hit in result.hits) and result.matching is not None
+
+
 def test_every_tower_with_an_image_index_fits(three_key_index):
     manifest = read_manifest(three_key_index)
     for key in THREE_KEYS:
