@@ -60,9 +60,9 @@ def load_or_build(size: int, dim: int, column: np.ndarray, folder: Path) -> Vect
     """The bench index with its facet graphs, kept in `folder` and reused by the next run of the same size."""
     params = HnswParams()
     recorded = folder / GRAPHS_FILE
-    if recorded.is_file() and json.loads(recorded.read_text())["shape"] == [size, dim]:
-        graphs = json.loads(recorded.read_text())["graphs"]
-        return VectorIndex.load(folder, IndexEntry("bench", "image", dim, size, graphs), params.ef_search)
+    kept = json.loads(recorded.read_text()) if recorded.is_file() else {}
+    if kept.get("shape") == [size, dim]:
+        return VectorIndex.load(folder, IndexEntry("bench", "image", dim, size, kept["graphs"]), params.ef_search)
     started = time.perf_counter()
     index = VectorIndex.build(clustered_unit_vectors(size, dim), params)
     print(f"built {size} x {dim} (M={params.m}, efC={params.ef_construction}) in {time.perf_counter() - started:.0f} s")

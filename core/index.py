@@ -399,10 +399,10 @@ class VectorIndex:
         self, folder: Path, stem: str, value_rows: dict[str, dict[str, np.ndarray]], params: HnswParams = HnswParams()
     ) -> dict[str, dict[str, dict]]:
         """Build and save a graph per facet value (key -> value -> rows); returns the manifest entry's `facet_graphs`."""
-        (folder / FACET_GRAPHS_DIR).mkdir(exist_ok=True)
         recorded: dict[str, dict[str, dict]] = {}
         for key, values in value_rows.items():
             for value, rows in values.items():
+                (folder / FACET_GRAPHS_DIR).mkdir(exist_ok=True)
                 digest = hashlib.sha1(f"{key}\0{value}".encode()).hexdigest()[:16]
                 file = f"{FACET_GRAPHS_DIR}/{stem}__{digest}.hnsw"
                 vectors = np.ascontiguousarray(self.vectors[rows], dtype=np.float32)

@@ -18,13 +18,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from bench import browser_latency
 from bench.browser_latency import serving
 from core.settings import INDEX_DIR_ENV, MODELS_DIR_ENV
 
 from .app_support import ROOT
 from .conftest import missing, need_module
 
-CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM = Path(browser_latency.CHROMIUM)
 ARTIFACTS = ROOT / "artifacts"
 SCREENSHOTS = {"words": ARTIFACTS / "browser-search-words.png", "photo": ARTIFACTS / "browser-search.png"}
 CHROMIUM_ARGS = [
